@@ -1,0 +1,273 @@
+"""The autodiff engine: Function (one recorded op), grad mode, scopes, and reverse-mode backward.
+
+A Tensor made by an op holds `_ctx`, the Function instance that made it; the Function holds its
+input Tensors (`parents`). Backward walks that DAG once, iteratively, in reverse topological order.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .tensor import Tensor
+
+
+class _State:
+    grad_enabled: bool = True
+    scope: tuple[str, ...] = ()
+
+
+class _GradMode:
+    """Sets whether ops record a graph; a context manager and a decorator (`@tg.no_grad()`)."""
+    enabled: bool
+
+    def __init__(self) -> None:
+        self._prev: list[bool] = []
+
+    def __enter__(self) -> None:
+        self._prev.append(_State.grad_enabled)
+        _State.grad_enabled = self.enabled
+
+    def __exit__(self, *exc: Any) -> None:
+        _State.grad_enabled = self._prev.pop()
+
+    def __call__(self, fn: Callable) -> Callable:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with type(self)():
+                return fn(*args, **kwargs)
+        return wrapper
+
+
+class no_grad(_GradMode):
+    """Nothing computed inside records a graph (results have requires_grad=False)."""
+    enabled = False
+
+
+class enable_grad(_GradMode):
+    """Record graphs again inside a no_grad region."""
+    enabled = True
+
+
+def is_grad_enabled() -> bool:
+    return _State.grad_enabled
+
+
+@contextlib.contextmanager
+def scope(name: str) -> Iterator[None]:
+    """Group the ops recorded inside under `name` (nested scopes nest) for the graph renderer."""
+    outer = _State.scope
+    _State.scope = outer + (str(name),)
+    try:
+        yield
+    finally:
+        _State.scope = outer
+
+
+class Function:
+    """One recorded op. A subclass defines `forward(*arrays, **params) -> ndarray` on raw NumPy
+    arrays (storing on self only the small things backward needs) and `backward(grad, out)`,
+    which returns, written in Tensor ops, one gradient (or None) per input. `out` is the op's
+    output Tensor, passed in rather than stored so the graph holds no reference cycles."""
+    __slots__ = ("parents", "needs", "scope", "__dict__")
+
+    @classmethod
+    def apply(cls, *parents: Tensor, **params: Any) -> Tensor:
+        ctx = cls()
+        try:
+            data = ctx.forward(*[p.data for p in parents], **params)
+        except (ValueError, IndexError, TypeError, np.exceptions.AxisError) as e:
+            raise _op_error(cls, parents, e) from None
+        out = Tensor._wrap(data)
+        if _State.grad_enabled:
+            needs = tuple(p.requires_grad for p in parents)
+            if True in needs:
+                ctx.parents, ctx.needs, ctx.scope = parents, needs, _State.scope
+                out._ctx, out.requires_grad = ctx, True
+        return out
+
+    def forward(self, *arrays: np.ndarray, **params: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, grad: Tensor, out: Tensor) -> Any:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return type(self).__name__
+
+
+def _op_error(cls: type, parents: Sequence[Tensor], e: Exception) -> Exception:
+    """Re-raise a NumPy failure inside an op as the same error type, naming the op and its inputs."""
+    shapes = ", ".join(f"{p.shape} {p.dtype}" for p in parents)
+    where = f" in scope {'/'.join(_State.scope)}" if _State.scope else ""
+    return type(e)(f"{cls.__name__}{where}: {e} (inputs: {shapes})")
+
+
+# ---------------------------------------------------------------------------------- backward
+
+
+def _toposort(roots: Sequence[Tensor]) -> list[Tensor]:
+    """Tensors that require grad and lead to `roots`, each once, inputs before outputs.
+    Iterative DFS post-order, so graphs of any depth work (no recursion limit)."""
+    order: list[Tensor] = []
+    seen: set[int] = set()
+    stack: list[tuple[Tensor, bool]] = [(r, False) for r in reversed(roots)]
+    while stack:
+        t, done = stack.pop()
+        if done:
+            order.append(t)
+            continue
+        if id(t) in seen:
+            continue
+        seen.add(id(t))
+        stack.append((t, True))
+        ctx = t._ctx
+        if ctx is not None:
+            if ctx.parents is None:
+                raise RuntimeError(
+                    f"backward through a graph that was already freed ({ctx!r} -> {t.shape}): the first"
+                    " backward released its saved values; pass retain_graph=True to it to backward twice")
+            stack.extend((p, False) for p in ctx.parents if p.requires_grad and id(p) not in seen)
+    return order
+
+
+def _unbroadcast(g: Tensor, shape: tuple[int, ...], ctx: Function) -> Tensor:
+    """Sum `g` over the axes broadcasting added or stretched, so it has `shape` again:
+    the adjoint of broadcast_to, and the one place the engine undoes broadcasting."""
+    lead = g.ndim - len(shape)
+    if lead < 0 or any(s != 1 and s != gs for s, gs in zip(shape, g.shape[lead:])):
+        raise RuntimeError(f"{ctx!r}.backward returned {g.shape} for input {shape}")
+    axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1)
+    if axes:
+        g = g.sum(axis=axes)
+    return g.reshape(shape) if g.shape != shape else g
+
+
+def _as_list(x: Any) -> list:
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def _seed_grads(outputs: list[Tensor], grad_outputs: list) -> list[Tensor]:
+    """The gradients to start from: given ones checked against their outputs, else ones for scalars."""
+    if len(grad_outputs) != len(outputs):
+        raise ValueError(f"got {len(grad_outputs)} grad_outputs for {len(outputs)} outputs")
+    seeds = []
+    for i, (t, g) in enumerate(zip(outputs, grad_outputs)):
+        if not t.requires_grad:
+            raise RuntimeError(
+                f"output {i} (shape {t.shape}) does not require grad and has no graph: nothing to "
+                "differentiate (was it made under no_grad, or from tensors without requires_grad=True?)")
+        if g is None:
+            if t.data.size != 1:
+                raise RuntimeError(
+                    f"grad can be implicitly created only for a single-element output, got shape {t.shape}:"
+                    " pass a gradient of that shape, e.g. t.backward(tg.ones(t.shape)), or reduce t first")
+            g = Tensor._wrap(np.ones(t.shape, t.dtype))
+        else:
+            g = g if isinstance(g, Tensor) else Tensor(g)
+            if g.shape != t.shape:
+                raise RuntimeError(f"grad of shape {g.shape} given for output {i} of shape {t.shape}")
+            if g.dtype != t.dtype:
+                g = g.cast(t.dtype)
+        seeds.append(g)
+    return seeds
+
+
+def backprop(outputs: list[Tensor], seeds: list[Tensor], retain_graph: bool, create_graph: bool,
+             inputs: list[Tensor] | None = None) -> dict[int, Tensor]:
+    """Reverse-mode sweep from `outputs` (with gradients `seeds`). With `inputs`, return their
+    gradients by id and touch no `.grad`; without, accumulate into `.grad` of leaves (and of
+    tensors that called retain_grad()). Backward rules run recorded only when create_graph.
+    Nothing is written and nothing freed unless the whole sweep succeeds."""
+    order = _toposort(outputs)
+    wanted = None if inputs is None else {id(t) for t in inputs}
+    if wanted is not None:  # prune to the nodes through which some input is reached
+        reach: set[int] = set()
+        for t in order:
+            if id(t) in wanted or (t._ctx is not None and any(id(p) in reach for p in t._ctx.parents)):
+                reach.add(id(t))
+    grads: dict[int, Tensor] = {}
+    for t, g in zip(outputs, seeds):
+        grads[id(t)] = g if id(t) not in grads else grads[id(t)] + g
+    found: dict[int, Tensor] = {}
+    to_store: list[tuple[Tensor, Tensor]] = []
+    with (enable_grad() if create_graph else no_grad()):
+        for t in reversed(order):
+            g = grads.pop(id(t), None)
+            if g is None:
+                continue
+            if wanted is not None:
+                if id(t) in wanted:
+                    found[id(t)] = g
+                if id(t) not in reach:
+                    continue
+            elif t._ctx is None or t._retains_grad:
+                to_store.append((t, g))
+            ctx = t._ctx
+            if ctx is None:
+                continue
+            in_grads = ctx.backward(g, t)
+            if not isinstance(in_grads, tuple):
+                in_grads = (in_grads,)
+            if len(in_grads) != len(ctx.parents):
+                raise RuntimeError(f"{ctx!r}.backward returned {len(in_grads)} gradients for {len(ctx.parents)} inputs")
+            for p, need, pg in zip(ctx.parents, ctx.needs, in_grads):
+                if not need or pg is None:
+                    continue
+                if pg.shape != p.shape:
+                    pg = _unbroadcast(pg, p.shape, ctx)
+                if pg.dtype != p.dtype:
+                    pg = pg.cast(p.dtype)
+                prev = grads.get(id(p))
+                grads[id(p)] = pg if prev is None else prev + pg
+        stored: set[int] = {id(s) for s in seeds}
+        for t, g in to_store:
+            _accumulate(t, g, create_graph, stored)
+    if not retain_graph:
+        for t in order:
+            if t._ctx is not None:
+                t._ctx.parents = None
+    return found
+
+
+def _accumulate(t: Tensor, g: Tensor, create_graph: bool, stored: set[int]) -> None:
+    """t.grad += g. Without create_graph the stored array must be t's own (writable, not a view,
+    not handed to another tensor or the caller), so an in-place change to one .grad leaks nowhere."""
+    if not create_graph:
+        d = g.data
+        if not d.flags.writeable or d.base is not None or id(g) in stored:
+            g = Tensor._wrap(d.copy())
+        stored.add(id(g))
+    t.grad = g if t.grad is None else t.grad + g
+
+
+def backward(t: Tensor, grad: Any = None, retain_graph: bool = False, create_graph: bool = False) -> None:
+    outputs = [t]
+    backprop(outputs, _seed_grads(outputs, [grad]), retain_graph or create_graph, create_graph)
+
+
+def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor], grad_outputs: Any = None,
+         retain_graph: bool | None = None, create_graph: bool = False, allow_unused: bool = False,
+         ) -> tuple[Tensor | None, ...]:
+    """d(sum_k grad_outputs[k] * outputs[k]) / d inputs, as a tuple of Tensors (one per input),
+    without touching `.grad`. With create_graph=True the results are differentiable again."""
+    outputs, inputs = _as_list(outputs), _as_list(inputs)
+    grad_outputs = [None] * len(outputs) if grad_outputs is None else _as_list(grad_outputs)
+    for i, x in enumerate(inputs):
+        if not x.requires_grad:
+            raise RuntimeError(f"input {i} (shape {x.shape}) does not require grad")
+    retain = create_graph if retain_graph is None else retain_graph
+    found = backprop(outputs, _seed_grads(outputs, grad_outputs), retain, create_graph, inputs)
+    result = tuple(found.get(id(x)) for x in inputs)
+    if not allow_unused:
+        for i, r in enumerate(result):
+            if r is None:
+                raise RuntimeError(f"input {i} (shape {inputs[i].shape}) was not used to compute the outputs;"
+                                   " pass allow_unused=True to get None for it")
+    return result
+
+
+from .tensor import Tensor  # noqa: E402  (tensor.py imports this module; Function.apply makes Tensors)

@@ -1,0 +1,181 @@
+"""THE primitive set. Each op: `forward` on ndarrays, `backward(grad, out)` in Tensor ops, one
+gradient (or None) per input. Gradients may come back in the broadcast (output) shape: the
+engine sums them back to each input's shape, so no rule here deals with broadcasting.
+Everything else (sub-graphs like mean, var, softmax, batch norm) is a composite in tensor.py
+or nn/functional.py."""
+from __future__ import annotations
+
+import numpy as np
+
+from .engine import Function
+from .tensor import Tensor
+
+
+def _const(a: np.ndarray) -> Tensor:
+    """A value that backward treats as a constant (a mask, a sign): no graph behind it."""
+    return Tensor._wrap(a)
+
+
+# ------------------------------------------------------------------------------------ unary
+
+class Neg(Function):
+    def forward(self, x): return np.negative(x)
+    def backward(self, grad, out): return -grad
+
+
+class Exp(Function):
+    def forward(self, x): return np.exp(x)
+    def backward(self, grad, out): return grad * out                       # d e^x = e^x
+
+
+class Log(Function):
+    def forward(self, x): return np.log(x)
+    def backward(self, grad, out): return grad / self.parents[0]             # d log x = 1/x
+
+
+class Sqrt(Function):
+    def forward(self, x): return np.sqrt(x)
+    def backward(self, grad, out): return grad / (out * 2)                  # d sqrt x = 1/(2 sqrt x)
+
+
+class Abs(Function):
+    def forward(self, x): return np.abs(x)
+    def backward(self, grad, out): return grad * _const(np.sign(self.parents[0].data))  # 0 at 0
+
+
+class Relu(Function):
+    def forward(self, x): return np.maximum(x, 0)
+    def backward(self, grad, out): return grad * _const(out.data > 0)       # subgradient 0 at 0
+
+
+class Tanh(Function):
+    def forward(self, x): return np.tanh(x)
+    def backward(self, grad, out): return grad * (1 - out * out)            # 1 - tanh^2
+
+
+class Sigmoid(Function):
+    def forward(self, x):
+        # 1/(1+e^-x) = e^x/(1+e^x): take the form whose exp is of -|x|, so it never overflows
+        e = np.exp(-np.abs(x))
+        return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+    def backward(self, grad, out): return grad * (out * (1 - out))          # s (1 - s)
+
+
+class Cast(Function):
+    def forward(self, x, dtype):
+        return x.astype(dtype)
+    def backward(self, grad, out): return grad.cast(self.parents[0].dtype)
+
+
+# ----------------------------------------------------------------------------------- binary
+
+class Add(Function):
+    def forward(self, a, b): return a + b
+    def backward(self, grad, out): return grad, grad
+
+
+class Sub(Function):
+    def forward(self, a, b): return a - b
+    def backward(self, grad, out): return grad, -grad if self.needs[1] else None
+
+
+class Mul(Function):
+    def forward(self, a, b): return a * b
+    def backward(self, grad, out):
+        a, b = self.parents
+        return grad * b if self.needs[0] else None, grad * a if self.needs[1] else None
+
+
+class Div(Function):
+    def forward(self, a, b): return a / b
+    def backward(self, grad, out):                                          # d(a/b) = da/b - (a/b) db/b
+        b = self.parents[1]
+        return grad / b if self.needs[0] else None, -grad * out / b if self.needs[1] else None
+
+
+class Pow(Function):
+    def forward(self, a, b): return np.power(a, b)
+    def backward(self, grad, out):                                          # d a^b = b a^(b-1) da + a^b log(a) db
+        a, b = self.parents
+        return (grad * b * a ** (b - 1) if self.needs[0] else None,
+                grad * out * a.log() if self.needs[1] else None)
+
+
+class Maximum(Function):
+    def forward(self, a, b): return np.maximum(a, b)
+    def backward(self, grad, out):
+        # the larger input takes the gradient; a tie splits it evenly, as PyTorch does
+        a, b = self.parents[0].data, self.parents[1].data
+        share = (a > b) + (a == b) * np.asarray(0.5, grad.dtype)
+        return grad * _const(share.astype(grad.dtype)), grad * _const((1 - share).astype(grad.dtype))
+
+
+# ----------------------------------------------------------------------------------- reduce
+
+class Sum(Function):
+    def forward(self, x, axis, keepdims):
+        self.kept = tuple(1 if i in axis else n for i, n in enumerate(x.shape))
+        return np.sum(x, axis=axis, keepdims=keepdims)
+    def backward(self, grad, out):                                          # adjoint of sum: broadcast
+        return grad.reshape(self.kept).broadcast_to(self.parents[0].shape)
+
+
+class Max(Function):
+    def forward(self, x, axis, keepdims):
+        self.kept = tuple(1 if i in axis else n for i, n in enumerate(x.shape))
+        return np.max(x, axis=axis, keepdims=keepdims)
+    def backward(self, grad, out):
+        # the maximal elements share the gradient evenly (a tie of k gets 1/k each), as PyTorch's amax
+        hit = self.parents[0].data == out.data.reshape(self.kept)
+        share = hit / np.sum(hit, axis=tuple(i for i, n in enumerate(self.kept) if n == 1), keepdims=True)
+        return grad.reshape(self.kept) * _const(share.astype(grad.dtype))
+
+
+# --------------------------------------------------------------------------------- movement
+
+class Reshape(Function):
+    def forward(self, x, shape): return np.reshape(x, shape)
+    def backward(self, grad, out): return grad.reshape(self.parents[0].shape)
+
+
+class Transpose(Function):
+    def forward(self, x, axes):
+        self.axes = axes
+        return np.transpose(x, axes)
+    def backward(self, grad, out): return grad.transpose(*np.argsort(self.axes).tolist())
+
+
+class BroadcastTo(Function):
+    def forward(self, x, shape): return np.broadcast_to(x, shape)
+    def backward(self, grad, out): return grad                              # the engine sums it back
+
+
+class GetItem(Function):
+    def forward(self, x, index):
+        self.index = index
+        return x[index]
+    def backward(self, grad, out):                                          # adjoint: add into zeros
+        return IndexAdd.apply(grad, shape=self.parents[0].shape, index=self.index)
+
+
+class IndexAdd(Function):
+    """zeros(shape) with x added at `index`; repeated indices accumulate (np.add.at semantics)."""
+    def forward(self, x, shape, index):
+        self.index = index
+        out = np.zeros(shape, x.dtype)
+        if any(isinstance(i, np.ndarray) for i in index):
+            np.add.at(out, index, x)
+        else:  # basic indexing never repeats an element, so plain assignment is exact (and fast)
+            out[index] = x
+        return out
+    def backward(self, grad, out): return grad[self.index]
+
+
+# ----------------------------------------------------------------------------------- matmul
+
+class MatMul(Function):
+    def forward(self, a, b): return np.matmul(a, b)
+    def backward(self, grad, out):                                          # dA = G B^T, dB = A^T G
+        a, b = self.parents
+        return (grad @ b.swapaxes(-1, -2) if self.needs[0] else None,
+                a.swapaxes(-1, -2) @ grad if self.needs[1] else None)

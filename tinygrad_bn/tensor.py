@@ -1,0 +1,342 @@
+"""Tensor: an ndarray plus the op that made it. Construction and dtype rules, properties, the
+operators that apply primitives (ops.py), and API.md's composite methods in a few lines each."""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from . import engine
+
+DEFAULT_FLOAT = np.dtype(np.float32)
+_NUMBER = (int, float, np.number, np.bool_)  # bool is an int
+
+
+def _shape(shape: Sequence[Any]) -> tuple[int, ...]:
+    """(2, 3), ((2, 3),) and ([2, 3],) all mean the shape (2, 3)."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = shape[0]
+    if not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) for s in shape):
+        raise TypeError(f"a shape is a tuple of ints, got {tuple(shape)!r}")
+    return tuple(int(s) for s in shape)
+
+
+def _axes(axis: Any, ndim: int, op: str) -> tuple[int, ...]:
+    """axis None | int | tuple (negatives count from the end) -> sorted non-negative tuple."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    for a in axes:
+        if not isinstance(a, (int, np.integer)) or isinstance(a, bool):
+            raise TypeError(f"{op}: axis must be None, an int or a tuple of ints, got {axis!r}")
+        if not -ndim <= a < ndim:
+            raise np.exceptions.AxisError(f"{op}: axis {a} is out of range for a tensor with {ndim} dims")
+    norm = sorted(int(a) % ndim for a in axes)
+    if len(set(norm)) != len(norm):
+        raise ValueError(f"{op}: axis {axis!r} repeats an axis")
+    return tuple(norm)
+
+
+class Tensor:
+    """An n-dimensional array that records the ops made from it, for reverse-mode autodiff."""
+    __slots__ = ("data", "requires_grad", "grad", "_ctx", "name", "_retains_grad", "__weakref__")
+    __array_ufunc__ = None  # so `ndarray + Tensor` calls Tensor.__radd__ instead of looping in NumPy
+
+    def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None, name: str | None = None):
+        if isinstance(data, Tensor):
+            data = data.data
+        elif not isinstance(data, np.ndarray):
+            if not isinstance(data, (*_NUMBER, list, tuple)):
+                raise TypeError(f"Tensor: cannot make a tensor from {type(data).__name__};"
+                                " pass an ndarray, a Tensor, a list or a number")
+            arr = np.array(data)
+            # Python floats (alone or in lists) take the default dtype, float32, as in PyTorch
+            data = arr.astype(DEFAULT_FLOAT) if arr.dtype == np.float64 and not isinstance(data, np.generic) else arr
+        if dtype is not None:
+            data = data.astype(dtype, copy=False)
+        if data.dtype.kind not in "biufc":
+            raise TypeError(f"Tensor: unsupported dtype {data.dtype}; use a numeric or bool array")
+        self.data, self.grad, self._ctx, self.name, self._retains_grad = data, None, None, name, False
+        self.requires_grad = False
+        if requires_grad:
+            self.requires_grad_()
+
+    @classmethod
+    def _wrap(cls, data: Any) -> Tensor:
+        """The fast constructor ops use: no checks, no conversions beyond ndarray-ness."""
+        t = object.__new__(Tensor)
+        t.data = data if type(data) is np.ndarray else np.asarray(data)
+        t.requires_grad, t.grad, t._ctx, t.name, t._retains_grad = False, None, None, None, False
+        return t
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        if requires_grad and self.data.dtype.kind != "f":
+            raise TypeError(f"only floating-point tensors can require grad, got {self.data.dtype}: "
+                            "cast first, e.g. Tensor(x, dtype=np.float64, requires_grad=True)")
+        if not requires_grad and self._ctx is not None:
+            raise RuntimeError("requires_grad can only be switched off on a leaf; use .detach()")
+        self.requires_grad = requires_grad
+        return self
+
+    # ------------------------------------------------------------------------- properties
+    shape = property(lambda self: self.data.shape)
+    ndim = property(lambda self: self.data.ndim)
+    dtype = property(lambda self: self.data.dtype)
+    size = property(lambda self: self.data.size)
+    is_leaf = property(lambda self: self._ctx is None)
+    T = property(lambda self: self.transpose())
+
+    def numpy(self) -> np.ndarray:
+        return self.data
+
+    def item(self) -> Any:
+        if self.data.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
+        return self.data.item()
+
+    def detach(self) -> Tensor:
+        """The same data, cut from the graph."""
+        return Tensor._wrap(self.data)
+
+    def zero_grad(self) -> None:
+        self.grad = None
+
+    def retain_grad(self) -> None:
+        """Keep .grad on this intermediate after backward (leaves always keep theirs)."""
+        if not self.requires_grad:
+            raise RuntimeError("retain_grad() on a tensor that does not require grad")
+        self._retains_grad = self._ctx is not None
+
+    def backward(self, grad: Any = None, retain_graph: bool = False, create_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) (times `grad`) into .grad of every leaf that requires grad."""
+        engine.backward(self, grad, retain_graph, create_graph)
+
+    def __repr__(self) -> str:
+        extra = "".join([f", dtype={self.dtype}", ", requires_grad=True" if self.requires_grad else "",
+                         f", name={self.name!r}" if self.name else ""])
+        return f"Tensor({np.array2string(self.data, separator=', ', prefix='Tensor(')}{extra})"
+
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.shape[0]
+
+    def __iter__(self) -> Iterator[Tensor]:
+        return (self[i] for i in range(len(self)))
+
+    def __bool__(self) -> bool:
+        return bool(self.data)
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return self.data if dtype is None else self.data.astype(dtype)
+
+    # ------------------------------------------------------------------------- operators
+    def _lift(self, x: Any) -> Tensor:
+        """The other operand as a Tensor. A Python (or NumPy) number takes self's dtype, so it
+        never changes the result's dtype; ndarrays and lists follow the constructor's rules."""
+        if isinstance(x, Tensor):
+            return x
+        if isinstance(x, _NUMBER):
+            dt = self.data.dtype
+            if dt.kind not in "fc":  # an integer or bool tensor: a float makes it float32, as PyTorch
+                if isinstance(x, (float, np.floating)):
+                    dt = DEFAULT_FLOAT
+                elif dt.kind == "b" and not isinstance(x, (bool, np.bool_)):
+                    dt = np.dtype(np.int64)
+            return Tensor._wrap(np.asarray(x, dt))
+        return Tensor(x)
+
+    def __add__(self, x): return Add.apply(self, self._lift(x))
+    def __radd__(self, x): return Add.apply(self._lift(x), self)
+    def __sub__(self, x): return Sub.apply(self, self._lift(x))
+    def __rsub__(self, x): return Sub.apply(self._lift(x), self)
+    def __mul__(self, x): return Mul.apply(self, self._lift(x))
+    def __rmul__(self, x): return Mul.apply(self._lift(x), self)
+    def __truediv__(self, x): return Div.apply(self, self._lift(x))
+    def __rtruediv__(self, x): return Div.apply(self._lift(x), self)
+    def __pow__(self, x): return Pow.apply(self, self._lift(x))
+    def __rpow__(self, x): return Pow.apply(self._lift(x), self)
+    def __neg__(self): return Neg.apply(self)
+    def __matmul__(self, x): return self.matmul(x)
+    def __rmatmul__(self, x): return self._lift(x).matmul(self)
+
+    # comparisons give bool tensors outside the graph (they have no gradient)
+    def __lt__(self, x): return Tensor._wrap(self.data < self._lift(x).data)
+    def __le__(self, x): return Tensor._wrap(self.data <= self._lift(x).data)
+    def __gt__(self, x): return Tensor._wrap(self.data > self._lift(x).data)
+    def __ge__(self, x): return Tensor._wrap(self.data >= self._lift(x).data)
+    def eq(self, x): return Tensor._wrap(self.data == self._lift(x).data)
+
+    def exp(self) -> Tensor: return Exp.apply(self)
+    def log(self) -> Tensor: return Log.apply(self)
+    def sqrt(self) -> Tensor: return Sqrt.apply(self)
+    def abs(self) -> Tensor: return Abs.apply(self)
+    def relu(self) -> Tensor: return Relu.apply(self)
+    def tanh(self) -> Tensor: return Tanh.apply(self)
+    def sigmoid(self) -> Tensor: return Sigmoid.apply(self)
+    def maximum(self, x: Any) -> Tensor: return Maximum.apply(self, self._lift(x))
+    def square(self) -> Tensor: return self * self
+
+    def cast(self, dtype: Any) -> Tensor:
+        """This tensor as `dtype` (itself if it already is); the gradient is cast back."""
+        dtype = np.dtype(dtype)
+        return self if dtype == self.data.dtype else Cast.apply(self, dtype=dtype)
+
+    to = cast
+    def float(self) -> Tensor: return self.cast(np.float32)
+    def double(self) -> Tensor: return self.cast(np.float64)
+
+    def matmul(self, x: Any) -> Tensor:
+        """(..., n, k) @ (..., k, m) -> (..., n, m), batch dims broadcast; a 1-D operand is
+        treated as a row (left) or column (right) vector whose axis is dropped, as in NumPy."""
+        x = self._lift(x)
+        if self.ndim == 0 or x.ndim == 0:
+            raise ValueError(f"matmul: operands need at least 1 dim, got {self.shape} @ {x.shape}; use * for scalars")
+        if self.shape[-1] != x.shape[-2 if x.ndim > 1 else 0]:
+            raise ValueError(f"matmul: {self.shape} @ {x.shape}: inner dimensions "
+                             f"{self.shape[-1]} and {x.shape[-2 if x.ndim > 1 else 0]} differ")
+        out = MatMul.apply(self.reshape(1, -1) if self.ndim == 1 else self, x.reshape(-1, 1) if x.ndim == 1 else x)
+        if self.ndim == 1:
+            out = out.reshape(out.shape[:-2] + out.shape[-1:])
+        return out.reshape(out.shape[:-1]) if x.ndim == 1 else out
+
+    # ------------------------------------------------------------------------- reductions
+    def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return Sum.apply(self, axis=_axes(axis, self.ndim, "sum"), keepdims=keepdims)
+
+    def max(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        """Values only (as NumPy); tied maxima share the gradient evenly."""
+        return Max.apply(self, axis=_axes(axis, self.ndim, "max"), keepdims=keepdims)
+
+    def min(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        return -((-self).max(axis, keepdims))
+
+    def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        axes = _axes(axis, self.ndim, "mean")
+        return self.sum(axes, keepdims) / math.prod(self.shape[a] for a in axes)
+
+    def var(self, axis: Any = None, keepdims: bool = False, correction: int = 0) -> Tensor:
+        """sum (x - mean)^2 / (n - correction): correction=0 is the biased variance batch norm uses."""
+        axes = _axes(axis, self.ndim, "var")
+        centered = self - self.mean(axes, keepdims=True)
+        return (centered * centered).sum(axes, keepdims) / (math.prod(self.shape[a] for a in axes) - correction)
+
+    def std(self, axis: Any = None, keepdims: bool = False, correction: int = 0) -> Tensor:
+        return self.var(axis, keepdims, correction).sqrt()
+
+    def _shift(self, axes: tuple[int, ...]) -> Tensor:
+        """The max over `axes` (kept), as a constant outside the graph; 0 where it is not finite."""
+        m = np.max(self.data, axis=axes, keepdims=True)
+        return Tensor._wrap(np.where(np.isfinite(m), m, 0).astype(self.dtype, copy=False))
+
+    def logsumexp(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        """log sum exp(x) = m + log sum exp(x - m) for any constant m; m = max(x) keeps exp <= 1,
+        and since m is a constant of the identity, detaching it changes no gradient."""
+        axes = _axes(axis, self.ndim, "logsumexp")
+        m = self._shift(axes)
+        out = (self - m).exp().sum(axes, keepdims=True).log() + m
+        return out if keepdims else out.reshape(tuple(n for i, n in enumerate(self.shape) if i not in axes))
+
+    def softmax(self, axis: int = -1) -> Tensor:
+        """exp(x) / sum exp(x); softmax is shift-invariant, so subtracting the detached max is exact."""
+        e = (self - self._shift(_axes(axis, self.ndim, "softmax"))).exp()
+        return e / e.sum(axis, keepdims=True)
+
+    def log_softmax(self, axis: int = -1) -> Tensor:
+        """x - logsumexp(x): the log-probabilities, finite even where softmax underflows to 0."""
+        return self - self.logsumexp(axis, keepdims=True)
+
+    def argmax(self, axis: int | None = None) -> np.ndarray:
+        return np.argmax(self.data, axis=axis)
+
+    # ------------------------------------------------------------------------- movement
+    def reshape(self, *shape: Any) -> Tensor:
+        return Reshape.apply(self, shape=_shape(shape))
+
+    def flatten(self, start_axis: int = 0, end_axis: int = -1) -> Tensor:
+        """Merge axes start_axis..end_axis into one (all of them by default: 1-D)."""
+        if self.ndim == 0:
+            return self.reshape(1)
+        s, e = _axes(start_axis, self.ndim, "flatten")[0], _axes(end_axis, self.ndim, "flatten")[0]
+        return self.reshape(self.shape[:s] + (-1,) + self.shape[e + 1:])
+
+    def transpose(self, *axes: Any) -> Tensor:
+        """Permute the axes (reverse them when none are given), as np.transpose."""
+        axes = tuple(reversed(range(self.ndim))) if not axes else _shape(axes)
+        if sorted(a % self.ndim if self.ndim else a for a in axes) != list(range(self.ndim)):
+            raise ValueError(f"transpose: axes {axes} are not a permutation of the {self.ndim} axes of {self.shape}")
+        return Transpose.apply(self, axes=tuple(a % self.ndim for a in axes))
+
+    def swapaxes(self, a: int, b: int) -> Tensor:
+        perm = list(range(self.ndim))
+        a, b = _axes(a, self.ndim, "swapaxes")[0], _axes(b, self.ndim, "swapaxes")[0]
+        perm[a], perm[b] = b, a
+        return self.transpose(*perm)
+
+    def broadcast_to(self, *shape: Any) -> Tensor:
+        return BroadcastTo.apply(self, shape=_shape(shape))
+
+    def squeeze(self, axis: Any = None) -> Tensor:
+        axes = _axes(axis, self.ndim, "squeeze") if axis is not None else tuple(i for i, n in enumerate(self.shape) if n == 1)
+        return self.reshape(tuple(n for i, n in enumerate(self.shape) if i not in axes or n != 1))
+
+    def unsqueeze(self, axis: int) -> Tensor:
+        axis = _axes(axis, self.ndim + 1, "unsqueeze")[0]
+        return self.reshape(self.shape[:axis] + (1,) + self.shape[axis:])
+
+    def __getitem__(self, index: Any) -> Tensor:
+        """NumPy indexing: ints, slices, None, ..., bool masks, integer arrays (repeated
+        indices accumulate in the gradient)."""
+        index = index if isinstance(index, tuple) else (index,)
+        index = tuple(i.data if isinstance(i, Tensor) else np.asarray(i) if isinstance(i, list) else i for i in index)
+        return GetItem.apply(self, index=index)
+
+
+# ----------------------------------------------------------------------------- constructors
+_rng = np.random.default_rng(0)
+
+
+def manual_seed(seed: int) -> None:
+    """Reseed the generator that randn (and nn initializers) use when given no rng."""
+    global _rng
+    _rng = np.random.default_rng(seed)
+
+
+def default_rng() -> np.random.Generator:
+    return _rng
+
+
+def tensor(data: Any, requires_grad: bool = False, dtype: Any = None, name: str | None = None) -> Tensor:
+    return Tensor(data, requires_grad=requires_grad, dtype=dtype, name=name)
+
+
+def zeros(*shape: Any, dtype: Any = DEFAULT_FLOAT, requires_grad: bool = False) -> Tensor:
+    return Tensor(np.zeros(_shape(shape), dtype), requires_grad=requires_grad)
+
+
+def ones(*shape: Any, dtype: Any = DEFAULT_FLOAT, requires_grad: bool = False) -> Tensor:
+    return Tensor(np.ones(_shape(shape), dtype), requires_grad=requires_grad)
+
+
+def randn(*shape: Any, rng: np.random.Generator | None = None, dtype: Any = DEFAULT_FLOAT,
+          requires_grad: bool = False) -> Tensor:
+    """Standard normal samples from `rng` (default: the generator manual_seed sets)."""
+    return Tensor((rng or _rng).standard_normal(_shape(shape)).astype(dtype), requires_grad=requires_grad)
+
+
+def maximum(a: Any, b: Any) -> Tensor:
+    """Element-wise max of a and b (either may be a number or ndarray), broadcasting."""
+    return a.maximum(b) if isinstance(a, Tensor) else b._lift(a).maximum(b)
+
+
+from .ops import (  # noqa: E402  (ops.py builds on Tensor)
+    Abs, Add, BroadcastTo, Cast, Div, Exp, GetItem, Log, MatMul, Max, Maximum, Mul, Neg, Pow, Relu, Reshape,
+    Sigmoid, Sqrt, Sub, Sum, Tanh, Transpose,
+)
