@@ -3,7 +3,7 @@ torch.autograd.gradcheck (full Jacobians, numerical against analytic, element by
 from __future__ import annotations
 
 import warnings
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 

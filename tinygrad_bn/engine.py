@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -83,7 +84,7 @@ class Function:
             raise _op_error(cls, parents, e) from None
         out = Tensor._wrap(data)
         if _State.grad_enabled:
-            needs = tuple(p.requires_grad for p in parents)
+            needs = [p.requires_grad for p in parents]
             if True in needs:
                 ctx.parents, ctx.needs, ctx.scope = parents, needs, _State.scope
                 out._ctx, out.requires_grad = ctx, True
@@ -113,16 +114,16 @@ def _toposort(roots: Sequence[Tensor]) -> list[Tensor]:
     """Tensors that require grad and lead to `roots`, each once, inputs before outputs.
     Iterative DFS post-order, so graphs of any depth work (no recursion limit)."""
     order: list[Tensor] = []
-    seen: set[int] = set()
+    seen: set[Tensor] = set()  # Tensor hashes by identity
     stack: list[tuple[Tensor, bool]] = [(r, False) for r in reversed(roots)]
     while stack:
         t, done = stack.pop()
         if done:
             order.append(t)
             continue
-        if id(t) in seen:
+        if t in seen:
             continue
-        seen.add(id(t))
+        seen.add(t)
         stack.append((t, True))
         ctx = t._ctx
         if ctx is not None:
@@ -130,7 +131,9 @@ def _toposort(roots: Sequence[Tensor]) -> list[Tensor]:
                 raise RuntimeError(
                     f"backward through a graph that was already freed ({ctx!r} -> {t.shape}): the first"
                     " backward released its saved values; pass retain_graph=True to it to backward twice")
-            stack.extend((p, False) for p in ctx.parents if p.requires_grad and id(p) not in seen)
+            for p in ctx.parents:
+                if p.requires_grad and p not in seen:
+                    stack.append((p, False))
     return order
 
 
@@ -177,52 +180,51 @@ def _seed_grads(outputs: list[Tensor], grad_outputs: list) -> list[Tensor]:
 
 
 def backprop(outputs: list[Tensor], seeds: list[Tensor], retain_graph: bool, create_graph: bool,
-             inputs: list[Tensor] | None = None) -> dict[int, Tensor]:
+             inputs: list[Tensor] | None = None) -> dict[Tensor, Tensor]:
     """Reverse-mode sweep from `outputs` (with gradients `seeds`). With `inputs`, return their
     gradients by id and touch no `.grad`; without, accumulate into `.grad` of leaves (and of
     tensors that called retain_grad()). Backward rules run recorded only when create_graph.
     Nothing is written and nothing freed unless the whole sweep succeeds."""
     order = _toposort(outputs)
-    wanted = None if inputs is None else {id(t) for t in inputs}
-    if wanted is not None:  # prune to the nodes through which some input is reached
-        reach: set[int] = set()
+    if inputs is not None:  # prune to the nodes through which some input is reached
+        wanted, reach = set(inputs), set(inputs)
         for t in order:
-            if id(t) in wanted or (t._ctx is not None and any(id(p) in reach for p in t._ctx.parents)):
-                reach.add(id(t))
-    grads: dict[int, Tensor] = {}
+            if t._ctx is not None and any(p in reach for p in t._ctx.parents):
+                reach.add(t)
+    grads: dict[Tensor, Tensor] = {}
     for t, g in zip(outputs, seeds):
-        grads[id(t)] = g if id(t) not in grads else grads[id(t)] + g
-    found: dict[int, Tensor] = {}
+        grads[t] = g if t not in grads else grads[t] + g
+    found: dict[Tensor, Tensor] = {}
     to_store: list[tuple[Tensor, Tensor]] = []
     with (enable_grad() if create_graph else no_grad()):
         for t in reversed(order):
-            g = grads.pop(id(t), None)
+            g = grads.pop(t, None)
             if g is None:
                 continue
-            if wanted is not None:
-                if id(t) in wanted:
-                    found[id(t)] = g
-                if id(t) not in reach:
-                    continue
-            elif t._ctx is None or t._retains_grad:
-                to_store.append((t, g))
             ctx = t._ctx
+            if inputs is not None:
+                if t in wanted:
+                    found[t] = g
+                if t not in reach:
+                    continue
+            elif ctx is None or t._retains_grad:
+                to_store.append((t, g))
             if ctx is None:
                 continue
             in_grads = ctx.backward(g, t)
-            if not isinstance(in_grads, tuple):
+            if type(in_grads) is not tuple:
                 in_grads = (in_grads,)
             if len(in_grads) != len(ctx.parents):
                 raise RuntimeError(f"{ctx!r}.backward returned {len(in_grads)} gradients for {len(ctx.parents)} inputs")
             for p, need, pg in zip(ctx.parents, ctx.needs, in_grads):
                 if not need or pg is None:
                     continue
-                if pg.shape != p.shape:
-                    pg = _unbroadcast(pg, p.shape, ctx)
-                if pg.dtype != p.dtype:
-                    pg = pg.cast(p.dtype)
-                prev = grads.get(id(p))
-                grads[id(p)] = pg if prev is None else prev + pg
+                if pg.data.shape != p.data.shape:
+                    pg = _unbroadcast(pg, p.data.shape, ctx)
+                if pg.data.dtype != p.data.dtype:
+                    pg = pg.cast(p.data.dtype)
+                prev = grads.get(p)
+                grads[p] = pg if prev is None else prev + pg
         stored: set[int] = {id(s) for s in seeds}
         for t, g in to_store:
             _accumulate(t, g, create_graph, stored)
@@ -261,7 +263,7 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor], 
             raise RuntimeError(f"input {i} (shape {x.shape}) does not require grad")
     retain = create_graph if retain_graph is None else retain_graph
     found = backprop(outputs, _seed_grads(outputs, grad_outputs), retain, create_graph, inputs)
-    result = tuple(found.get(id(x)) for x in inputs)
+    result = tuple(found.get(x) for x in inputs)
     if not allow_unused:
         for i, r in enumerate(result):
             if r is None:

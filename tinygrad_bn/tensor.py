@@ -3,7 +3,8 @@ operators that apply primitives (ops.py), and API.md's composite methods in a fe
 from __future__ import annotations
 
 import math
-from typing import Any, Iterator, Sequence
+from typing import Any
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -284,7 +285,8 @@ class Tensor:
         return BroadcastTo.apply(self, shape=_shape(shape))
 
     def squeeze(self, axis: Any = None) -> Tensor:
-        axes = _axes(axis, self.ndim, "squeeze") if axis is not None else tuple(i for i, n in enumerate(self.shape) if n == 1)
+        """Drop the given size-1 axes (all size-1 axes by default); others given are kept, as PyTorch."""
+        axes = range(self.ndim) if axis is None else _axes(axis, self.ndim, "squeeze")
         return self.reshape(tuple(n for i, n in enumerate(self.shape) if i not in axes or n != 1))
 
     def unsqueeze(self, axis: int) -> Tensor:
