@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from typing import TYPE_CHECKING, Any
 from collections.abc import Callable, Iterator, Sequence
 
@@ -16,17 +17,23 @@ if TYPE_CHECKING:
     from .tensor import Tensor
 
 
-class _State:
+class _ThreadState(threading.local):
+    """Grad mode and the scope stack are per thread, as PyTorch's grad mode."""
     grad_enabled: bool = True
     scope: tuple[str, ...] = ()
+
+
+_State = _ThreadState()
 
 
 class _GradMode:
     """Sets whether ops record a graph; a context manager and a decorator (`@tg.no_grad()`)."""
     enabled: bool
 
-    def __init__(self) -> None:
-        self._prev: list[bool] = []
+    def __new__(cls, func: Callable | None = None) -> Any:
+        self = super().__new__(cls)
+        self._prev = []
+        return self(func) if func is not None else self  # bare `@tg.no_grad` decorates directly
 
     def __enter__(self) -> None:
         self._prev.append(_State.grad_enabled)
@@ -126,11 +133,7 @@ def _toposort(roots: Sequence[Tensor]) -> list[Tensor]:
         seen.add(t)
         stack.append((t, True))
         ctx = t._ctx
-        if ctx is not None:
-            if ctx.parents is None:
-                raise RuntimeError(
-                    f"backward through a graph that was already freed ({ctx!r} -> {t.shape}): the first"
-                    " backward released its saved values; pass retain_graph=True to it to backward twice")
+        if ctx is not None and ctx.parents is not None:  # a freed node is an error only if backprop reaches it
             for p in ctx.parents:
                 if p.requires_grad and p not in seen:
                     stack.append((p, False))
@@ -189,12 +192,13 @@ def backprop(outputs: list[Tensor], seeds: list[Tensor], retain_graph: bool, cre
     if inputs is not None:  # prune to the nodes through which some input is reached
         wanted, reach = set(inputs), set(inputs)
         for t in order:
-            if t._ctx is not None and any(p in reach for p in t._ctx.parents):
+            if t._ctx is not None and t._ctx.parents is not None and any(p in reach for p in t._ctx.parents):
                 reach.add(t)
     grads: dict[Tensor, Tensor] = {}
     for t, g in zip(outputs, seeds):
         grads[t] = g if t not in grads else grads[t] + g
     found: dict[Tensor, Tensor] = {}
+    freed: Any = None  # a freed node that got a gradient but, its inputs released, leads nowhere known
     to_store: list[tuple[Tensor, Tensor]] = []
     with (enable_grad() if create_graph else no_grad()):
         for t in reversed(order):
@@ -206,11 +210,14 @@ def backprop(outputs: list[Tensor], seeds: list[Tensor], retain_graph: bool, cre
                 if t in wanted:
                     found[t] = g
                 if t not in reach:
+                    freed = freed or (ctx is not None and ctx.parents is None and (ctx, t))
                     continue
             elif ctx is None or t._retains_grad:
                 to_store.append((t, g))
             if ctx is None:
                 continue
+            if ctx.parents is None:
+                raise _freed_error(ctx, t)
             in_grads = ctx.backward(g, t)
             if type(in_grads) is not tuple:
                 in_grads = (in_grads,)
@@ -225,6 +232,8 @@ def backprop(outputs: list[Tensor], seeds: list[Tensor], retain_graph: bool, cre
                     pg = pg.cast(p.data.dtype)
                 prev = grads.get(p)
                 grads[p] = pg if prev is None else prev + pg
+        if freed and len(found) < len(wanted):  # an input may lie behind the freed node: say so
+            raise _freed_error(*freed)
         stored: set[int] = {id(s) for s in seeds}
         for t, g in to_store:
             _accumulate(t, g, create_graph, stored)
@@ -235,14 +244,18 @@ def backprop(outputs: list[Tensor], seeds: list[Tensor], retain_graph: bool, cre
     return found
 
 
+def _freed_error(ctx: Function, t: Tensor) -> RuntimeError:
+    return RuntimeError(f"backward through a graph that was already freed ({ctx!r} -> {t.shape}): the first"
+                        " backward released its saved values; pass retain_graph=True to it to backward twice")
+
+
 def _accumulate(t: Tensor, g: Tensor, create_graph: bool, stored: set[int]) -> None:
-    """t.grad += g. Without create_graph the stored array must be t's own (writable, not a view,
-    not handed to another tensor or the caller), so an in-place change to one .grad leaks nowhere."""
-    if not create_graph:
-        d = g.data
-        if not d.flags.writeable or d.base is not None or id(g) in stored:
-            g = Tensor._wrap(d.copy())
-        stored.add(id(g))
+    """t.grad += g. The stored gradient must be t's own: writable, not a view, not handed to
+    another tensor or the caller, so an in-place change to one .grad leaks nowhere. With
+    create_graph the copy is a graph op (clone), so the gradient stays differentiable."""
+    if id(g) in stored or not g.data.flags.writeable or g.data.base is not None:
+        g = g.clone() if create_graph else Tensor._wrap(g.data.copy())
+    stored.add(id(g))
     t.grad = g if t.grad is None else t.grad + g
 
 

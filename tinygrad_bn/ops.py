@@ -96,9 +96,11 @@ class Div(Function):
 class Pow(Function):
     def forward(self, a, b): return np.power(a, b)
     def backward(self, grad, out):                                          # d a^b = b a^(b-1) da + a^b log(a) db
+        # at b = 0 the first term is 0 (PyTorch's convention, where 0 * a^-1 would be nan at a = 0),
+        # and at a = 0 the second is 0 for b >= 0 (a^b log a -> 0); the constant masks keep both exact
         a, b = self.parents
-        return (grad * b * a ** (b - 1) if self.needs[0] else None,
-                grad * out * a.log() if self.needs[1] else None)
+        return (grad * b * a ** (b - 1 + _const(b.data == 0)) if self.needs[0] else None,
+                grad * out * (a + _const(a.data == 0)).log() if self.needs[1] else None)
 
 
 class Maximum(Function):

@@ -146,7 +146,7 @@ class Tensor:
             return x
         if isinstance(x, _NUMBER):
             dt = self.data.dtype
-            if dt.kind not in "fc":  # an integer or bool tensor: a float makes it float32, as PyTorch
+            if dt.kind not in "fc":  # an integer or bool tensor: a float makes it float32 (see _pair)
                 if isinstance(x, (float, np.floating)):
                     dt = DEFAULT_FLOAT
                 elif dt.kind == "b" and not isinstance(x, (bool, np.bool_)):
@@ -154,16 +154,25 @@ class Tensor:
             return Tensor._wrap(np.asarray(x, dt))
         return Tensor(x)
 
-    def __add__(self, x): return Add.apply(self, self._lift(x))
-    def __radd__(self, x): return Add.apply(self._lift(x), self)
-    def __sub__(self, x): return Sub.apply(self, self._lift(x))
-    def __rsub__(self, x): return Sub.apply(self._lift(x), self)
-    def __mul__(self, x): return Mul.apply(self, self._lift(x))
-    def __rmul__(self, x): return Mul.apply(self._lift(x), self)
-    def __truediv__(self, x): return Div.apply(self, self._lift(x))
-    def __rtruediv__(self, x): return Div.apply(self._lift(x), self)
-    def __pow__(self, x): return Pow.apply(self, self._lift(x))
-    def __rpow__(self, x): return Pow.apply(self._lift(x), self)
+    def _pair(self, x: Any, true_div: bool = False) -> tuple[Tensor, Tensor]:
+        """(self, x) ready for a binary op. Integer operands meeting a Python float, or a true
+        division, are computed in float32 as PyTorch does (NumPy would promote to float64)."""
+        a, b = self, self._lift(x)
+        if a.data.dtype.kind in "biu" and (true_div or isinstance(x, (float, np.floating))):
+            a = a.cast(DEFAULT_FLOAT)
+            b = b.cast(DEFAULT_FLOAT) if b.data.dtype.kind in "biu" else b
+        return a, b
+
+    def __add__(self, x): return Add.apply(*self._pair(x))
+    def __radd__(self, x): return Add.apply(*self._pair(x)[::-1])
+    def __sub__(self, x): return Sub.apply(*self._pair(x))
+    def __rsub__(self, x): return Sub.apply(*self._pair(x)[::-1])
+    def __mul__(self, x): return Mul.apply(*self._pair(x))
+    def __rmul__(self, x): return Mul.apply(*self._pair(x)[::-1])
+    def __truediv__(self, x): return Div.apply(*self._pair(x, true_div=True))
+    def __rtruediv__(self, x): return Div.apply(*self._pair(x, true_div=True)[::-1])
+    def __pow__(self, x): return Pow.apply(*self._pair(x))
+    def __rpow__(self, x): return Pow.apply(*self._pair(x)[::-1])
     def __neg__(self): return Neg.apply(self)
     def __matmul__(self, x): return self.matmul(x)
     def __rmatmul__(self, x): return self._lift(x).matmul(self)
@@ -191,6 +200,11 @@ class Tensor:
         return self if dtype == self.data.dtype else Cast.apply(self, dtype=dtype)
 
     to = cast
+
+    def clone(self) -> Tensor:
+        """A copy of the data that stays in the graph (the gradient passes through unchanged)."""
+        return Cast.apply(self, dtype=self.data.dtype)
+
     def float(self) -> Tensor: return self.cast(np.float32)
     def double(self) -> Tensor: return self.cast(np.float64)
 
