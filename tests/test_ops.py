@@ -243,3 +243,12 @@ def test_cast_carries_the_gradient_back_in_the_leaf_dtype(rng):
     (y * y).sum().backward()
     assert x.grad.dtype == np.float64
     np.testing.assert_allclose(x.grad.data, 2 * x.data.astype(np.float32), rtol=1e-6)
+
+
+def test_pow_at_zero_follows_pytorch():
+    """d(a^b)/db = a^b log a is 0 at a = 0 for b >= 0, and d(x^0)/dx = 0 even at x = 0 (not nan)."""
+    a = tg.Tensor(np.array([0.0, 0.0, 2.0]), requires_grad=True)
+    b = tg.Tensor(np.array([2.0, 0.0, 3.0]), requires_grad=True)
+    (a ** b).sum().backward()
+    np.testing.assert_array_equal(a.grad.data, [0.0, 0.0, 12.0])
+    np.testing.assert_array_equal(b.grad.data, [0.0, 0.0, 8 * np.log(2.0)])
