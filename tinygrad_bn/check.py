@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -122,3 +124,110 @@ def gradgradcheck(f: Callable, inputs: Sequence[Tensor], grad_outputs: Sequence[
         return tuple(g if g is not None else Tensor(np.zeros(xs[i].shape, xs[i].dtype)) for g, i in zip(gs, diff))
 
     return gradcheck(first_derivatives, inputs + grad_outputs, eps, atol, rtol, raise_exception)
+
+
+# ------------------------------------------------------------------- autograd against formulas
+
+@dataclass
+class Row:
+    name: str
+    shape: tuple[int, ...]
+    max_abs: float
+    max_rel: float  # max |a - b| / max |b|: the error relative to the array's scale
+    ok: bool
+    rtol: float
+
+
+@dataclass
+class Report:
+    """One row per compared array; prints as a table; `.ok` when every row passes."""
+    rows: list[Row]
+    rtol: float
+    atol: float
+    title: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.rows)
+
+    def __getitem__(self, name: str) -> Row:
+        return next(r for r in self.rows if r.name == name)
+
+    def __str__(self) -> str:
+        width = max([len(r.name) for r in self.rows] + [4])
+        lines = [self.title] if self.title else []
+        head = f"{'name':<{width}}  {'shape':<14} {'max abs error':>13} {'max rel error':>13} {'rtol':>7}  result"
+        lines.append(head)
+        lines += [f"{r.name:<{width}}  {str(r.shape):<14} {r.max_abs:>13.3e} {r.max_rel:>13.3e} {r.rtol:>7.0e}  "
+                  f"{'pass' if r.ok else 'FAIL'}" for r in self.rows]
+        lines.append(f"{'all pass' if self.ok else 'FAILED'} (pass: max abs error <= {self.atol:g} + "
+                     "rtol * max |reference|)")
+        return "\n".join(lines)
+
+
+def _array(v: Any) -> np.ndarray:
+    return np.asarray(v.data if isinstance(v, Tensor) else v)
+
+
+def compare(autograd: dict[str, Any], reference: dict[str, Any], rtol: float = 1e-12, atol: float = 0.0,
+            title: str = "") -> Report:
+    """Compare arrays by name: per name the shape, max |a - b|, max |a - b| / max |b| and pass/fail
+    (max |a - b| <= atol + rtol * max |b|). Both dicts must name the same arrays."""
+    if set(autograd) != set(reference):
+        raise ValueError(f"compare: names differ: only in autograd {sorted(set(autograd) - set(reference))}, "
+                         f"only in reference {sorted(set(reference) - set(autograd))}")
+    rows = []
+    for name, a in autograd.items():
+        a, b = _array(a).astype(np.float64), _array(reference[name]).astype(np.float64)
+        if a.shape != b.shape:
+            rows.append(Row(name, a.shape, np.inf, np.inf, False, rtol))
+            continue
+        err = float(np.max(np.abs(a - b))) if a.size else 0.0
+        scale = float(np.max(np.abs(b))) if b.size else 0.0
+        rel = err / scale if scale > 0 else (0.0 if err == 0 else np.inf)
+        rows.append(Row(name, a.shape, err, rel, bool(err <= atol + rtol * scale), rtol))  # NaN fails
+    return Report(rows, rtol, atol, title)
+
+
+def audit_batch_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, dy: np.ndarray, eps: float = 1e-5,
+                     fd_eps: float = 1e-6) -> Report:
+    """Node by node through the training-mode batch norm graph (SEED.md section 2): for every
+    intermediate (x_hat, std, var, xc, mu, x, gamma, beta) compare autograd's gradient of that tensor
+    (kept with retain_grad) with the staged hand-derived backward and with central differences
+    that perturb the node and recompute only what lies downstream. A wrong step is thus located,
+    not just detected. Inputs are float64 arrays: x (N, C, ...), gamma and beta (C,), dy like x.
+    The report's rows are `node: autograd vs staged` and `node: autograd vs finite diff`."""
+    from . import analytic
+    from .nn.functional import STAGES, _affine, _channel, standardize
+    axes = (0,) + tuple(range(2, x.ndim))
+    xt, gt, bt = (Tensor(np.asarray(v, np.float64), requires_grad=True) for v in (x, gamma, beta))
+
+    def run(given: dict[str, Tensor]) -> tuple[dict[str, Tensor], Tensor]:
+        s = standardize(given.get("x", xt), axes, eps, given)
+        return s, _affine(s["x_hat"], _channel(given.get("gamma", gt), x.ndim), _channel(given.get("beta", bt), x.ndim))
+
+    s, y = run({})
+    for name in STAGES:
+        s[name].retain_grad()
+    (y * Tensor(dy)).sum().backward()
+    nodes = {**{k: s[k] for k in STAGES}, "x": xt, "gamma": gt, "beta": bt}
+    autograd = {k: t.grad.data for k, t in nodes.items()}
+    staged = analytic.batchnorm_backward_staged(dy, analytic.batchnorm_forward(x, gamma, beta, eps, axes)[1])
+    staged = {k: np.reshape(staged[k], autograd[k].shape) for k in autograd}
+    numeric = {}
+    for name, t in nodes.items():  # d(sum y * dy)/d node, with the node's value perturbed
+        base, grad = t.data, np.zeros(t.shape)
+        for j in range(base.size):
+            moved = [base.copy(), base.copy()]
+            moved[0].flat[j] += fd_eps
+            moved[1].flat[j] -= fd_eps
+            plus, minus = (float(np.sum(run({name: Tensor(v)})[1].data * dy)) for v in moved)
+            grad.flat[j] = (plus - minus) / (2 * fd_eps)
+        numeric[name] = grad
+    order = ["x_hat", "std", "var", "xc", "mu", "x", "gamma", "beta"]
+    vs_staged = compare({f"{k}: autograd vs staged": autograd[k] for k in order},
+                        {f"{k}: autograd vs staged": staged[k] for k in order}, rtol=1e-12)
+    vs_fd = compare({f"{k}: autograd vs finite diff": autograd[k] for k in order},
+                    {f"{k}: autograd vs finite diff": numeric[k] for k in order}, rtol=1e-6)
+    rows = [r for pair in zip(vs_staged.rows, vs_fd.rows) for r in pair]
+    return Report(rows, 1e-12, 0.0, f"node-by-node audit of batch norm, x {x.shape} float64")

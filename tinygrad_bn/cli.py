@@ -7,7 +7,134 @@ import sys
 import numpy as np
 
 import tinygrad_bn as tg
-from tinygrad_bn.check import numerical_grad
+import tinygrad_bn.nn.functional as F
+from tinygrad_bn import analytic
+from tinygrad_bn.check import Report, audit_batch_norm, compare, numerical_grad
+
+RTOL64 = 1e-12  # autograd against the formulas in float64: round-off only
+RTOL32 = 1e-5   # float32: autograd against the float64 truth, allowed this or twice the formula's own error
+
+
+def _bn(training: bool):
+    """Batch norm over channel axis 1: (x, gamma, beta, dy[, running_mean, running_var]) -> dx, dgamma, dbeta."""
+    def autograd(x, gamma, beta, dy, *running):
+        xt, gt, bt = (tg.Tensor(v, requires_grad=True) for v in (x, gamma, beta))
+        rm, rv = (tg.Tensor(v) for v in running) if running else (None, None)
+        F.batch_norm(xt, rm, rv, gt, bt, training=training).backward(tg.Tensor(dy))
+        return {"dx": xt.grad.data, "dgamma": gt.grad.data, "dbeta": bt.grad.data}
+
+    def formula(x, gamma, beta, dy, *running):
+        axes = (0,) + tuple(range(2, x.ndim))
+        if training:
+            grads = analytic.batchnorm_backward(dy, analytic.batchnorm_forward(x, gamma, beta, 1e-5, axes)[1])
+        else:
+            cache = analytic.batchnorm_eval_forward(x, gamma, beta, *running, 1e-5, axes)[1]
+            grads = analytic.batchnorm_eval_backward(dy, cache)
+        return dict(zip(("dx", "dgamma", "dbeta"), grads))
+    return autograd, formula
+
+
+def _ln_autograd(x, gamma, beta, dy):
+    xt, gt, bt = (tg.Tensor(v, requires_grad=True) for v in (x, gamma, beta))
+    F.layer_norm(xt, x.shape[-1], gt, bt).backward(tg.Tensor(dy))
+    return {"dx": xt.grad.data, "dgamma": gt.grad.data, "dbeta": bt.grad.data}
+
+
+def _ln_formula(x, gamma, beta, dy):
+    cache = analytic.layernorm_forward(x, gamma, beta)[1]
+    return dict(zip(("dx", "dgamma", "dbeta"), analytic.layernorm_backward(dy, cache)))
+
+
+def _ce_autograd(logits, target):
+    z = tg.Tensor(logits, requires_grad=True)
+    F.cross_entropy(z, target).backward()
+    return {"dlogits": z.grad.data}
+
+
+def _ce_formula(logits, target):
+    return {"dlogits": analytic.softmax_cross_entropy_backward(logits, target)}
+
+
+def _mlp_autograd(x, w, b, dy):
+    xt, wt, bt = (tg.Tensor(v, requires_grad=True) for v in (x, w, b))
+    F.linear(xt, wt, bt).relu().backward(tg.Tensor(dy))
+    return {"dx": xt.grad.data, "dW": wt.grad.data, "db": bt.grad.data}
+
+
+def _mlp_formula(x, w, b, dy):
+    dz = analytic.relu_backward(dy, x @ w.T + b)
+    return dict(zip(("dx", "dW", "db"), analytic.linear_backward(dz, x, w)))
+
+
+def gradient_cases(seed: int = 0, quick: bool = False):
+    """The grid `tinygrad-bn check` runs: (case, inputs as float64 arrays, autograd fn, formula fn).
+    Integer arrays among the inputs (class labels) are passed through unchanged in every dtype."""
+    rng = np.random.default_rng(seed)
+
+    def normal(*shape: int, scale: float = 1.0, shift: float = 0.0) -> np.ndarray:
+        return rng.standard_normal(shape) * scale + shift
+
+    def bn(x: np.ndarray, training: bool = True) -> tuple:
+        c = x.shape[1]
+        extra = (normal(c), rng.uniform(0.5, 2, c)) if not training else ()
+        return (x, normal(c, shift=1), normal(c), normal(*x.shape), *extra), *_bn(training)
+
+    for n in (2, 3, 16, 256) + (() if quick else (4096,)):
+        yield "batch norm train", *bn(normal(n, 8, scale=3, shift=1))
+    yield "batch norm train, tiny variance (x ~ 1e-4)", *bn(normal(64, 8, scale=1e-4))
+    yield "batch norm train, huge variance (x ~ 1e4)", *bn(normal(64, 8, scale=1e4, shift=1e3))
+    yield "batch norm train (N, C, L)", *bn(normal(8, 4, 6))
+    yield "batch norm train (N, C, H, W)", *bn(normal(4, 3, 5, 5))
+    yield "batch norm eval", *bn(normal(16, 8), training=False)
+    yield "batch norm eval, batch of 1", *bn(normal(1, 8), training=False)
+    yield "batch norm eval (N, C, H, W)", *bn(normal(4, 3, 5, 5), training=False)
+    yield "layer norm", (normal(16, 10), normal(10, shift=1), normal(10), normal(16, 10)), _ln_autograd, _ln_formula
+    for n, c in ((4, 4), (256, 10)):
+        yield "softmax-CE, class indices", (normal(n, c, scale=3), rng.integers(0, c, n)), _ce_autograd, _ce_formula
+    yield "softmax-CE, one-hot", (normal(32, 10), np.eye(10)[rng.integers(0, 10, 32)]), _ce_autograd, _ce_formula
+    yield "softmax-CE, probabilities", (normal(32, 10), rng.dirichlet(np.ones(10), 32)), _ce_autograd, _ce_formula
+    yield "softmax-CE, logits ~ 1e4", (normal(32, 10, scale=1e4), rng.integers(0, 10, 32)), _ce_autograd, _ce_formula
+    yield "linear + relu", (normal(16, 7), normal(5, 7), normal(5), normal(16, 5)), _mlp_autograd, _mlp_formula
+
+
+def run_case(inputs: tuple, autograd, formula, dtype) -> tuple[Report, bool]:
+    """Autograd in `dtype` against the formulas. float64: against the formula at RTOL64. float32:
+    both against the float64 formula on the same (rounded) inputs; autograd passes at RTOL32 or
+    when it is at most twice as far from the truth as the float32 formula (an ill-conditioned
+    case, e.g. batch norm over 2 examples, where dx is a tiny difference of large terms)."""
+    cast = [v.astype(dtype) if v.dtype.kind == "f" else v for v in inputs]
+    got = autograd(*cast)
+    if np.dtype(dtype) == np.float64:
+        report = compare(got, formula(*cast), rtol=RTOL64)
+        return report, report.ok
+    truth = formula(*[v.astype(np.float64) if v.dtype.kind == "f" else v for v in cast])
+    report = compare(got, truth, rtol=RTOL32)
+    own = compare(formula(*cast), truth)
+    return report, all(r.ok or r.max_rel <= 2 * o.max_rel for r, o in zip(report.rows, own.rows))
+
+
+def check(args: argparse.Namespace) -> int:
+    """Autograd against the hand-derived formulas over the grid; exit status 1 if a case fails."""
+    print(f"{'case':<44} {'shape':<14} {'dtype':<8} {'max abs error':>13} {'max rel error':>13}  result")
+    failed = 0
+    for dtype in (np.float64, np.float32):
+        for case, inputs, autograd, formula in gradient_cases(args.seed, args.quick):
+            report, ok = run_case(inputs, autograd, formula, dtype)
+            failed += not ok
+            worst = max(report.rows, key=lambda r: r.max_rel)
+            print(f"{case:<44} {str(inputs[0].shape):<14} {np.dtype(dtype).name:<8} "
+                  f"{max(r.max_abs for r in report.rows):>13.3e} {worst.max_rel:>13.3e}  {'pass' if ok else 'FAIL'}")
+    print(f"\nrelative error = max |autograd - analytic| / max |analytic|, worst of dx, dgamma, ... per case.\n"
+          f"float64: against the formulas, pass <= {RTOL64:g}. float32: against the formulas evaluated in float64,\n"
+          f"pass <= {RTOL32:g} or within 2x of the float32 formula's own error (ill-conditioned cases).")
+    if args.audit:
+        rng = np.random.default_rng(args.seed)
+        x = rng.standard_normal((8, 3)) * 2 + 1
+        report = audit_batch_norm(x, rng.standard_normal(3) + 1, rng.standard_normal(3), rng.standard_normal(x.shape))
+        print("\n" + str(report))
+        failed += not report.ok
+    print(f"\n{'FAIL' if failed else 'PASS'}: {failed} failing case(s)")
+    return 1 if failed else 0
 
 
 def _tanh_mlp_loss(x: tg.Tensor, w1: tg.Tensor, b1: tg.Tensor, w2: tg.Tensor) -> tg.Tensor:
@@ -55,6 +182,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("demo", help="gradient report: autograd against finite differences")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=demo)
+    p = sub.add_parser("check", help="autograd against the hand-derived formulas over a grid of cases")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="skip the largest batch")
+    p.add_argument("--audit", action="store_true", help="add the node-by-node batch norm audit")
+    p.set_defaults(run=check)
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -1,0 +1,153 @@
+"""The hand-derived formulas, in plain NumPy: the oracle autograd is checked against (and which is
+itself checked against finite differences). Nothing of the engine is imported here.
+
+Notation (SEED.md section 2): over the m values of one channel, mu = mean(x), xc = x - mu,
+var = mean(xc^2) (biased), std = sqrt(var + eps), x_hat = xc / std, y = gamma * x_hat + beta.
+`axis` names the reduced axes: 0 for (N, C); (0, 2) for (N, C, L); (0, 2, 3) for (N, C, H, W).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def _axes(axis: int | tuple[int, ...], ndim: int) -> tuple[int, ...]:
+    return tuple(a % ndim for a in ((axis,) if isinstance(axis, int) else axis))
+
+
+def _expand(v: np.ndarray, axes: tuple[int, ...], ndim: int) -> np.ndarray:
+    """A per-channel vector shaped to broadcast against x: (C,) -> (1, C, 1, 1) for axes (0, 2, 3)."""
+    return v.reshape([1 if i in axes else -1 for i in range(ndim)])
+
+
+def _count(shape: tuple[int, ...], axes: tuple[int, ...]) -> int:
+    return int(np.prod([shape[a] for a in axes]))
+
+
+# -------------------------------------------------------------------------------- batch norm
+
+def batchnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5,
+                      axis: int | tuple[int, ...] = 0) -> tuple[np.ndarray, dict[str, Any]]:
+    """Training-mode batch norm (SEED.md section 2). x: (N, C, ...); gamma, beta: (C,).
+    Returns y (x's shape) and the cache the backward formulas read."""
+    axes = _axes(axis, x.ndim)
+    mu = x.mean(axis=axes, keepdims=True)
+    xc = x - mu
+    var = (xc * xc).mean(axis=axes, keepdims=True)
+    std = np.sqrt(var + eps)
+    x_hat = xc / std
+    g = _expand(gamma, axes, x.ndim)
+    y = g * x_hat + _expand(beta, axes, x.ndim)
+    return y, {"x": x, "mu": mu, "xc": xc, "var": var, "std": std, "x_hat": x_hat, "gamma": g, "axes": axes,
+               "m": _count(x.shape, axes)}
+
+
+def batchnorm_backward(dy: np.ndarray, cache: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The compact formula of SEED.md (training mode), dy = dJ/dy:
+        dbeta  = sum_i dy_i
+        dgamma = sum_i dy_i x_hat_i
+        dx     = gamma / (m std) * (m dy - sum_i dy_i - x_hat sum_i dy_i x_hat_i)
+    It follows from the staged backward (batchnorm_backward_staged) by substituting d mu and
+    d var into dx and using sum_i xc_i = 0."""
+    axes, m, x_hat = cache["axes"], cache["m"], cache["x_hat"]
+    dbeta = dy.sum(axis=axes, keepdims=True)
+    dgamma = (dy * x_hat).sum(axis=axes, keepdims=True)
+    dx = cache["gamma"] / (m * cache["std"]) * (m * dy - dbeta - x_hat * dgamma)
+    return dx, dgamma.ravel(), dbeta.ravel()
+
+
+def batchnorm_backward_staged(dy: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The same gradient walked backward stage by stage through the small graph
+    mu -> xc -> var -> std -> x_hat -> y, returning every intermediate gradient by name
+    (d x_hat, d std, d var, d xc, d mu, ...) so each step can be audited on its own.
+    'xc' is the total gradient of xc (through x_hat and through var)."""
+    axes, m = cache["axes"], cache["m"]
+    xc, std, x_hat, gamma = cache["xc"], cache["std"], cache["x_hat"], cache["gamma"]
+    d = {"y": dy, "beta": dy.sum(axis=axes), "gamma": (dy * x_hat).sum(axis=axes)}
+    d["x_hat"] = dy * gamma                                              # y = gamma x_hat + beta
+    d["std"] = (d["x_hat"] * -xc / std**2).sum(axis=axes, keepdims=True)  # x_hat = xc / std
+    d["var"] = d["std"] / (2 * std)                                      # std = sqrt(var + eps)
+    d["xc"] = d["x_hat"] / std + d["var"] * 2 * xc / m                   # var = mean(xc^2), and x_hat
+    d["mu"] = -d["xc"].sum(axis=axes, keepdims=True)                     # xc = x - mu
+    d["x"] = d["xc"] + d["mu"] / m                                       # mu = mean(x), and xc
+    return d
+
+
+def batchnorm_eval_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
+                           running_var: np.ndarray, eps: float = 1e-5, axis: int | tuple[int, ...] = 0,
+                           ) -> tuple[np.ndarray, dict[str, Any]]:
+    """Eval-mode batch norm (SEED.md section 4): the running statistics are constants."""
+    axes = _axes(axis, x.ndim)
+    std = np.sqrt(_expand(running_var, axes, x.ndim) + eps)
+    x_hat = (x - _expand(running_mean, axes, x.ndim)) / std
+    g = _expand(gamma, axes, x.ndim)
+    return g * x_hat + _expand(beta, axes, x.ndim), {"x_hat": x_hat, "std": std, "gamma": g, "axes": axes}
+
+
+def batchnorm_eval_backward(dy: np.ndarray, cache: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """With mu and sigma^2 constant, batch norm is affine in x: dx = gamma dy / sqrt(var_running + eps);
+    dgamma and dbeta as in training mode."""
+    axes, x_hat = cache["axes"], cache["x_hat"]
+    return cache["gamma"] * dy / cache["std"], (dy * x_hat).sum(axis=axes), dy.sum(axis=axes)
+
+
+# -------------------------------------------------------------------------------- layer norm
+
+def layernorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5,
+                      ) -> tuple[np.ndarray, dict[str, Any]]:
+    """Layer norm over the trailing gamma.ndim axes (one example's features), biased variance."""
+    axes = tuple(range(x.ndim - gamma.ndim, x.ndim))
+    mu = x.mean(axis=axes, keepdims=True)
+    xc = x - mu
+    std = np.sqrt((xc * xc).mean(axis=axes, keepdims=True) + eps)
+    x_hat = xc / std
+    return gamma * x_hat + beta, {"x_hat": x_hat, "std": std, "gamma": gamma, "axes": axes,
+                                  "d": _count(x.shape, axes)}
+
+
+def layernorm_backward(dy: np.ndarray, cache: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The batch norm compact formula with the roles of the axes swapped: statistics over the
+    D features of each example, and gamma, beta summed over the examples.
+        dx = 1 / (D std) * (D g - sum_j g_j - x_hat sum_j g_j x_hat_j),  g = dy * gamma"""
+    axes, D, x_hat = cache["axes"], cache["d"], cache["x_hat"]
+    g = dy * cache["gamma"]
+    dx = (D * g - g.sum(axis=axes, keepdims=True) - x_hat * (g * x_hat).sum(axis=axes, keepdims=True)) \
+        / (D * cache["std"])
+    batch = tuple(range(dy.ndim - len(axes)))
+    return dx, (dy * x_hat).sum(axis=batch), dy.sum(axis=batch)
+
+
+# ----------------------------------------------------------------- softmax and cross-entropy
+
+def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
+    """exp(z) / sum exp(z), shifted by the max first (softmax is shift-invariant): never overflows."""
+    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def one_hot(labels: np.ndarray, num_classes: int, dtype: Any = np.float64) -> np.ndarray:
+    return np.eye(num_classes, dtype=dtype)[labels]
+
+
+def softmax_cross_entropy_backward(logits: np.ndarray, target: np.ndarray, reduction: str = "mean") -> np.ndarray:
+    """dJ/dz for J = mean_i -sum_j y_ij log softmax(z_i)_j (SEED.md section 5): (y_hat - y) / m,
+    valid for one-hot and for probability targets (rows of y summing to 1). `target` holds class
+    indices (m,) or probabilities shaped like `logits` (m, C). reduction "sum" drops the 1/m;
+    "none" gives the per-example rows."""
+    y = one_hot(target, logits.shape[-1], logits.dtype) if target.shape != logits.shape else target
+    dz = softmax(logits, axis=-1) - y
+    return dz / logits.shape[0] if reduction == "mean" and logits.ndim == 2 else dz
+
+
+# -------------------------------------------------------------------------- linear and relu
+
+def linear_backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """y = x W^T + b with W: (out, in), x: (N, in), dy: (N, out):
+    dx = dy W, dW = dy^T x, db = sum_i dy_i."""
+    return dy @ w, dy.T @ x, dy.sum(axis=0)
+
+
+def relu_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """relu(x) = max(x, 0): dx = dy where x > 0, else 0 (the subgradient 0 at 0)."""
+    return dy * (x > 0)

@@ -1,0 +1,282 @@
+"""Modules: they hold parameters and state (running statistics) and call nn.functional."""
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..engine import no_grad, scope
+from ..tensor import DEFAULT_FLOAT, Tensor, default_rng
+from . import functional as F
+
+_calls = threading.local()  # depth of nested module calls in this thread
+
+
+class Parameter(Tensor):
+    """A Tensor a Module trains: requires_grad=True. `data` may be an ndarray or a Tensor."""
+    def __init__(self, data: Any, requires_grad: bool = True):
+        super().__init__(data.data if isinstance(data, Tensor) else data, requires_grad=requires_grad)
+
+
+class IncompatibleKeys(NamedTuple):
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+
+class Module:
+    """Parameters are the attributes that are Parameters, submodules the attributes that are
+    Modules (in assignment order), buffers the names given to register_buffer. Calling a module
+    runs forward() inside a scope named after its attribute path (e.g. "layers.1.bn")."""
+    training: bool = True
+    _path: str = ""
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        depth = getattr(_calls, "depth", 0)
+        if depth == 0:  # an outermost call names every module in the tree by its path from here
+            for path, m in self.named_modules():
+                m._path = path or type(self).__name__
+        _calls.depth = depth + 1
+        try:
+            with scope(self._path):
+                return self.forward(*args, **kwargs)
+        finally:
+            _calls.depth = depth
+
+    def register_buffer(self, name: str, value: Tensor | None) -> None:
+        """State saved in state_dict but not trained (running statistics)."""
+        self.__dict__.setdefault("_buffer_names", [])
+        if name not in self._buffer_names:
+            self._buffer_names.append(name)
+        setattr(self, name, value)
+
+    # ------------------------------------------------------------------------- traversal
+    def _children(self) -> Iterator[tuple[str, Module]]:
+        return ((k, v) for k, v in vars(self).items() if isinstance(v, Module))
+
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        yield prefix, self
+        for name, child in self._children():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self) -> list[Module]:
+        return [m for _, m in self.named_modules()]
+
+    def named_parameters(self) -> Iterator[tuple[str, Parameter]]:
+        seen: set[int] = set()
+        for path, m in self.named_modules():
+            for k, v in vars(m).items():
+                if isinstance(v, Parameter) and id(v) not in seen:
+                    seen.add(id(v))
+                    yield (f"{path}.{k}" if path else k), v
+
+    def parameters(self) -> list[Parameter]:
+        return [p for _, p in self.named_parameters()]
+
+    def named_buffers(self) -> Iterator[tuple[str, Tensor]]:
+        for path, m in self.named_modules():
+            for k in vars(m).get("_buffer_names", []):
+                if getattr(m, k) is not None:
+                    yield (f"{path}.{k}" if path else k), getattr(m, k)
+
+    def buffers(self) -> list[Tensor]:
+        return [b for _, b in self.named_buffers()]
+
+    # ------------------------------------------------------------------------- state
+    def train(self, mode: bool = True) -> Module:
+        for m in self.modules():
+            m.training = mode
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad = None
+
+    def to(self, dtype: Any) -> Module:
+        """Cast parameters and floating buffers to `dtype` in place (integer buffers stay)."""
+        dtype = np.dtype(dtype)
+        for t in [*self.parameters(), *self.buffers()]:
+            if t.data.dtype.kind == "f":
+                t.data = t.data.astype(dtype)
+                t.grad = None if t.grad is None else Tensor._wrap(t.grad.data.astype(dtype))
+        return self
+
+    def double(self) -> Module:
+        return self.to(np.float64)
+
+    def float(self) -> Module:
+        return self.to(np.float32)
+
+    def _state(self) -> dict[str, Tensor]:
+        """PyTorch's order: each module's parameters, then its buffers, then its children."""
+        out: dict[str, Tensor] = {}
+        for path, m in self.named_modules():
+            pre = f"{path}." if path else ""
+            out.update({pre + k: v for k, v in vars(m).items() if isinstance(v, Parameter)})
+            out.update({pre + k: getattr(m, k) for k in vars(m).get("_buffer_names", []) if getattr(m, k) is not None})
+        return out
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """name -> a copy of the array (parameters and buffers, PyTorch-style names)."""
+        return {k: v.data.copy() for k, v in self._state().items()}
+
+    def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> IncompatibleKeys:
+        """Copy arrays (or Tensors) in, cast to each entry's dtype. Missing or unexpected names
+        (when strict) and shape mismatches are an error naming them, and nothing is changed."""
+        own = self._state()
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        values = {k: np.asarray(v.data if isinstance(v, Tensor) else v) for k, v in state.items() if k in own}
+        problems = [f"{k}: expected shape {own[k].shape}, got {v.shape}" for k, v in values.items()
+                    if v.shape != own[k].shape]
+        if strict:
+            problems += [f"missing key {k!r}" for k in missing] + [f"unexpected key {k!r}" for k in unexpected]
+        if problems:
+            raise RuntimeError(f"load_state_dict for {type(self).__name__}: " + "; ".join(problems))
+        for k, v in values.items():
+            own[k].data = v.astype(own[k].data.dtype, copy=True)
+        return IncompatibleKeys(missing, unexpected)
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        children = "".join(f"\n  ({k}): " + repr(m).replace("\n", "\n  ") for k, m in self._children())
+        return f"{type(self).__name__}({self.extra_repr()}{children}{chr(10) if children else ''})"
+
+
+# ----------------------------------------------------------------------------------- layers
+
+class Linear(Module):
+    """y = x W^T + b, W: (out_features, in_features). PyTorch's default initialization:
+    W and b ~ U(-1/sqrt(in), 1/sqrt(in)) (kaiming_uniform with a = sqrt(5))."""
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype: Any = DEFAULT_FLOAT,
+                 rng: np.random.Generator | None = None):
+        rng = rng or default_rng()
+        bound = 1 / np.sqrt(in_features) if in_features > 0 else 0.0
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = Parameter(rng.uniform(-bound, bound, (out_features, in_features)).astype(dtype))
+        self.bias = Parameter(rng.uniform(-bound, bound, out_features).astype(dtype)) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class ReLU(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x.relu()
+
+
+class Sequential(Module):
+    """Calls its modules in order; their names are "0", "1", ..."""
+    def __init__(self, *modules: Module):
+        for i, m in enumerate(modules):
+            setattr(self, str(i), m)
+
+    def __getitem__(self, i: int) -> Module:
+        return list(self._children())[i][1]
+
+    def __len__(self) -> int:
+        return len(list(self._children()))
+
+    def forward(self, x: Any) -> Any:
+        for _, m in self._children():
+            x = m(x)
+        return x
+
+
+class _BatchNorm(Module):
+    """Batch norm over channel axis 1 (SEED.md sections 2 and 4), PyTorch's semantics: training mode
+    normalizes with batch statistics and updates the running ones (momentum=None: a cumulative
+    average, 1/num_batches_tracked); eval mode uses the running ones; without
+    track_running_stats both modes use batch statistics."""
+    ranks: tuple[int, ...] = ()
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, dtype: Any = DEFAULT_FLOAT):
+        self.num_features, self.eps, self.momentum = num_features, eps, momentum
+        self.affine, self.track_running_stats = affine, track_running_stats
+        self.weight = Parameter(np.ones(num_features, dtype)) if affine else None    # gamma
+        self.bias = Parameter(np.zeros(num_features, dtype)) if affine else None     # beta
+        track = track_running_stats
+        self.register_buffer("running_mean", Tensor(np.zeros(num_features, dtype)) if track else None)
+        self.register_buffer("running_var", Tensor(np.ones(num_features, dtype)) if track else None)
+        self.register_buffer("num_batches_tracked", Tensor(np.array(0, np.int64)) if track else None)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.ndim not in self.ranks or x.shape[1] != self.num_features:
+            want = " or ".join(f"{r}-D" for r in self.ranks)
+            raise ValueError(f"{type(self).__name__}({self.num_features}) got input {x.shape}: expected {want} "
+                             f"input with {self.num_features} channels in axis 1")
+        use_batch_stats = self.training or not self.track_running_stats
+        update = self.training and self.track_running_stats
+        momentum = self.momentum
+        if update and momentum is None:  # cumulative moving average over all batches so far
+            momentum = 1.0 / (int(self.num_batches_tracked.data) + 1)
+        y = F.batch_norm(x, self.running_mean if update or not use_batch_stats else None,
+                         self.running_var if update or not use_batch_stats else None, self.weight, self.bias,
+                         training=use_batch_stats, momentum=momentum, eps=self.eps)
+        if update:  # only after batch_norm succeeded: an error leaves the state as it was
+            self.num_batches_tracked.data = self.num_batches_tracked.data + 1
+        return y
+
+    def reset_running_stats(self) -> None:
+        if self.track_running_stats:
+            with no_grad():
+                self.running_mean.data[...] = 0
+                self.running_var.data[...] = 1
+                self.num_batches_tracked.data = np.array(0, np.int64)
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm1d(_BatchNorm):
+    """Input (N, C) or (N, C, L); statistics per channel over N (and L)."""
+    ranks = (2, 3)
+
+
+class BatchNorm2d(_BatchNorm):
+    """Input (N, C, H, W); statistics per channel over N, H and W."""
+    ranks = (4,)
+
+
+class LayerNorm(Module):
+    """Normalize each example over its trailing `normalized_shape` axes; weight 1, bias 0 initially."""
+    def __init__(self, normalized_shape: int | tuple[int, ...], eps: float = 1e-5, elementwise_affine: bool = True,
+                 dtype: Any = DEFAULT_FLOAT):
+        self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        self.eps = eps
+        self.weight = Parameter(np.ones(self.normalized_shape, dtype)) if elementwise_affine else None
+        self.bias = Parameter(np.zeros(self.normalized_shape, dtype)) if elementwise_affine else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}"
+
+
+class CrossEntropyLoss(Module):
+    """F.cross_entropy as a module: loss(logits, target)."""
+    def __init__(self, reduction: str = "mean"):
+        self.reduction = reduction
+
+    def forward(self, logits: Tensor, target: Any) -> Tensor:
+        return F.cross_entropy(logits, target, self.reduction)
+
+
+__all__ = ["Module", "Parameter", "Linear", "ReLU", "Sequential", "BatchNorm1d", "BatchNorm2d", "LayerNorm",
+           "CrossEntropyLoss", "functional"]
+functional = F

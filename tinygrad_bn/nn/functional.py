@@ -1,0 +1,161 @@
+"""Composites as short functions of Tensor ops: normalization, softmax, losses. No fused op and no
+hand-written backward anywhere: autograd differentiates the graph these functions record, and the
+tests check the result against the formulas in tinygrad_bn/analytic.py."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..engine import no_grad, scope
+from ..tensor import Tensor
+
+STAGES = ("mu", "xc", "var", "std", "x_hat")  # the named nodes of the normalization graph, in order
+
+
+def standardize(x: Tensor, axes: tuple[int, ...], eps: float, given: dict[str, Tensor] | None = None,
+                ) -> dict[str, Tensor]:
+    """The normalization graph of SEED.md section 2, one named Tensor per stage:
+        mu = mean(x), xc = x - mu, var = mean(xc^2) (biased: divide by m),
+        std = sqrt(var + eps), x_hat = xc / std       (statistics over `axes`, kept as size-1 dims).
+    `given` replaces a stage's value, so a finite-difference audit can perturb one node and
+    recompute only what lies downstream of it."""
+    given = given or {}
+    s: dict[str, Tensor] = {"x": x}
+
+    def stage(name: str, value: Tensor) -> Tensor:
+        s[name] = given.get(name, value)
+        if s[name].name is None and s[name].requires_grad:
+            s[name].name = name
+        return s[name]
+
+    mu = stage("mu", x.mean(axes, keepdims=True))
+    xc = stage("xc", x - mu)
+    var = stage("var", (xc * xc).mean(axes, keepdims=True))
+    std = stage("std", (var + eps).sqrt())
+    stage("x_hat", xc / std)
+    return s
+
+
+def _channel(v: Tensor | None, ndim: int) -> Tensor | None:
+    """A per-channel (C,) vector shaped (1, C, 1, ...) to broadcast against (N, C, ...)."""
+    return None if v is None else v.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def _affine(x_hat: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
+    """y = gamma * x_hat + beta (SEED.md: z_tilde), either part optional."""
+    y = x_hat if weight is None else x_hat * weight
+    return y if bias is None else y + bias
+
+
+def _check_channels(x: Tensor, n: int, what: str) -> None:
+    if x.ndim < 2:
+        raise ValueError(f"batch_norm: expected input (N, C, ...) with at least 2 dims, got {x.shape}")
+    if x.shape[1] != n:
+        raise ValueError(f"batch_norm: {what} has {n} channels but the input {x.shape} has {x.shape[1]} in axis 1")
+
+
+def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | None, weight: Tensor | None = None,
+               bias: Tensor | None = None, training: bool = False, momentum: float = 0.1, eps: float = 1e-5,
+               ) -> Tensor:
+    """Batch norm of x (N, C, ...) per channel C, statistics over N and the trailing axes.
+    Training: normalize with the batch mean and biased variance (SEED.md section 2), and update
+    running stats in place: running = (1 - momentum) running + momentum batch_stat, with the
+    UNBIASED batch variance (PyTorch's convention). Eval: normalize with the running statistics
+    (SEED.md section 4), which are constants of the graph. NaN in x propagates to its channel."""
+    for what, v in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
+        if v is not None:
+            if v.ndim != 1:
+                raise ValueError(f"batch_norm: {what} must be 1-D (C,), got {v.shape}")
+            _check_channels(x, v.shape[0], what)
+    axes = (0,) + tuple(range(2, x.ndim)) if x.ndim >= 2 else (0,)
+    m = math.prod(x.shape[a] for a in axes)
+    if training and m <= 1:
+        raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input {x.shape}")
+    if not training and (running_mean is None or running_var is None):
+        raise ValueError("batch_norm: eval mode needs running_mean and running_var (or pass training=True)")
+    with scope("batch_norm"):
+        if training:
+            s = standardize(x, axes, eps)
+            x_hat = s["x_hat"]
+        else:
+            x_hat = (x - _channel(running_mean, x.ndim)) / (_channel(running_var, x.ndim) + eps).sqrt()
+        y = _affine(x_hat, _channel(weight, x.ndim), _channel(bias, x.ndim))
+    if training and running_mean is not None:
+        with no_grad():  # the running averages are state, not part of the graph
+            running_mean.data[...] = (1 - momentum) * running_mean.data + momentum * s["mu"].data.reshape(-1)
+            unbiased = s["var"].data.reshape(-1) * (m / (m - 1))
+            running_var.data[...] = (1 - momentum) * running_var.data + momentum * unbiased
+    return y
+
+
+def layer_norm(x: Tensor, normalized_shape: int | tuple[int, ...], weight: Tensor | None = None,
+               bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """Normalize each example over its trailing `normalized_shape` axes (the same graph as batch
+    norm with the roles of the axes swapped); weight, bias have shape normalized_shape."""
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if x.shape[x.ndim - len(shape):] != shape or x.ndim < len(shape):
+        raise ValueError(f"layer_norm: input {x.shape} does not end in normalized_shape {shape}")
+    for what, v in (("weight", weight), ("bias", bias)):
+        if v is not None and v.shape != shape:
+            raise ValueError(f"layer_norm: {what} must have shape {shape}, got {v.shape}")
+    with scope("layer_norm"):
+        return _affine(standardize(x, tuple(range(x.ndim - len(shape), x.ndim)), eps)["x_hat"], weight, bias)
+
+
+def softmax(x: Tensor, axis: int = -1) -> Tensor:
+    return x.softmax(axis)
+
+
+def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
+    return x.log_softmax(axis)
+
+
+def relu(x: Tensor) -> Tensor:
+    return x.relu()
+
+
+def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+    """x (..., in) @ w^T + b, with w (out, in) and b (out,) as in PyTorch."""
+    if x.shape[-1] != w.shape[-1]:
+        raise ValueError(f"linear: input {x.shape} has {x.shape[-1]} features, "
+                         f"the weight {w.shape} expects {w.shape[-1]}")
+    y = x @ w.T
+    return y if b is None else y + b
+
+
+def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tensor:
+    """J = mean_i -sum_j y_ij log softmax(z_i)_j (SEED.md section 5), computed as -y . log_softmax(z),
+    whose log-sum-exp keeps it finite for any logits. logits: (N, C) or (C,). target: class indices
+    (N,) (an int ndarray or Tensor), or probabilities / one-hot shaped like logits. reduction:
+    "mean" (over N) | "sum" | "none" (the per-example losses)."""
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if logits.ndim not in (1, 2):
+        raise ValueError(f"cross_entropy: logits must be (N, C) or (C,), got {logits.shape}")
+    t = target.data if isinstance(target, Tensor) else np.asarray(target)
+    with scope("cross_entropy"):
+        logp = logits.log_softmax(axis=-1)
+        if t.shape == logits.shape and t.dtype.kind == "f":  # probabilities (one-hot included)
+            losses = -(logp * (target if isinstance(target, Tensor) else Tensor(t))).sum(axis=-1)
+        elif t.shape == logits.shape[:-1]:
+            if t.dtype.kind not in "iu":
+                raise TypeError(f"cross_entropy: class-index targets must be integers, got {t.dtype} {t.shape}"
+                                f"; probability targets must have the logits' shape {logits.shape}")
+            n_cls = logits.shape[-1]
+            bad = (t < 0) | (t >= n_cls)
+            if bad.any():
+                raise ValueError(f"cross_entropy: label {t[bad].flat[0]} out of range for {n_cls} classes "
+                                 f"(at index {tuple(int(i) for i in np.argwhere(bad)[0])})")
+            losses = -(logp[np.arange(t.shape[0]), t] if t.ndim == 1 else logp[t])
+        else:
+            raise ValueError(f"cross_entropy: target {t.shape} fits neither class indices {logits.shape[:-1]} "
+                             f"nor probabilities {logits.shape} for logits {logits.shape}")
+        if reduction == "none":
+            return losses
+        return losses.sum() if reduction == "sum" else losses.mean()
+
+
+__all__ = ["batch_norm", "layer_norm", "softmax", "log_softmax", "relu", "linear", "cross_entropy", "standardize",
+           "STAGES"]
