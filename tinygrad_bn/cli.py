@@ -143,6 +143,16 @@ def _tanh_mlp_loss(x: tg.Tensor, w1: tg.Tensor, b1: tg.Tensor, w2: tg.Tensor) ->
 
 
 def demo(args: argparse.Namespace) -> int:
+    """The main job: the gradient report. Part 1, autograd against the hand-derived formulas for
+    batch norm, softmax cross-entropy and friends (`check --audit`); part 2, against finite
+    differences on a small tanh network, first and second order."""
+    print("== 1. autograd against the hand-derived formulas (tinygrad-bn check --quick --audit) ==\n")
+    status = check(argparse.Namespace(seed=args.seed, quick=True, audit=True))
+    print("\n== 2. autograd against finite differences, first and second order ==\n")
+    return max(status, finite_difference_report(args))
+
+
+def finite_difference_report(args: argparse.Namespace) -> int:
     """Autograd against float64 central differences on a small tanh network, first and second order."""
     rng = np.random.default_rng(args.seed)
     x = tg.Tensor(rng.standard_normal((8, 5)))
