@@ -190,13 +190,17 @@ def compare(autograd: dict[str, Any], reference: dict[str, Any], rtol: float = 1
 
 
 def audit_batch_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, dy: np.ndarray, eps: float = 1e-5,
-                     fd_eps: float = 1e-6) -> Report:
+                     fd_eps: float = 1e-5) -> Report:
     """Node by node through the training-mode batch norm graph (SEED.md section 2): for every
     intermediate (x_hat, std, var, xc, mu, x, gamma, beta) compare autograd's gradient of that tensor
     (kept with retain_grad) with the staged hand-derived backward and with central differences
     that perturb the node and recompute only what lies downstream. A wrong step is thus located,
     not just detected. Inputs are float64 arrays: x (N, C, ...), gamma and beta (C,), dy like x.
-    The report's rows are `node: autograd vs staged` and `node: autograd vs finite diff`."""
+    The report's rows are `node: autograd vs staged` and `node: autograd vs finite diff`. The
+    finite-difference step is fd_eps times the scale on which y varies with each node (std for
+    x, xc, mu; var + eps for var), so data of any magnitude is audited alike. Tolerances assume a
+    well-conditioned case: for a batch of 2 with var >> eps, dx is a difference of terms var/eps
+    times larger than itself, and every method loses digits there."""
     from . import analytic
     from .nn.functional import STAGES, _affine, _channel, standardize
     axes = (0,) + tuple(range(2, x.ndim))
@@ -214,15 +218,21 @@ def audit_batch_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, dy: np.
     autograd = {k: t.grad.data for k, t in nodes.items()}
     staged = analytic.batchnorm_backward_staged(dy, analytic.batchnorm_forward(x, gamma, beta, eps, axes)[1])
     staged = {k: np.reshape(staged[k], autograd[k].shape) for k in autograd}
+    # the scale on which y varies with each node, per channel: x, xc and mu move y on the scale of
+    # std, var on the scale of var + eps; finite differences step a fixed fraction of it
+    std = s["std"].data
+    scales = {"x": std, "xc": std, "mu": std, "std": std, "var": std * std,
+              "gamma": np.maximum(np.abs(gamma), 1)}
     numeric = {}
     for name, t in nodes.items():  # d(sum y * dy)/d node, with the node's value perturbed
         base, grad = t.data, np.zeros(t.shape)
+        step = fd_eps * np.broadcast_to(scales.get(name, 1.0), base.shape)
         for j in range(base.size):
             moved = [base.copy(), base.copy()]
-            moved[0].flat[j] += fd_eps
-            moved[1].flat[j] -= fd_eps
+            moved[0].flat[j] += step.flat[j]
+            moved[1].flat[j] -= step.flat[j]
             plus, minus = (float(np.sum(run({name: Tensor(v)})[1].data * dy)) for v in moved)
-            grad.flat[j] = (plus - minus) / (2 * fd_eps)
+            grad.flat[j] = (plus - minus) / (2 * step.flat[j])
         numeric[name] = grad
     order = ["x_hat", "std", "var", "xc", "mu", "x", "gamma", "beta"]
     vs_staged = compare({f"{k}: autograd vs staged": autograd[k] for k in order},

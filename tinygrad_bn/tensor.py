@@ -265,8 +265,10 @@ class Tensor:
         return e / e.sum(axis, keepdims=True)
 
     def log_softmax(self, axis: int = -1) -> Tensor:
-        """x - logsumexp(x): the log-probabilities, finite even where softmax underflows to 0."""
-        return self - self.logsumexp(axis, keepdims=True)
+        """(x - m) - log sum exp(x - m) with m the detached max: the log-probabilities, finite where
+        softmax underflows, and never adding m back (a small loss beside logits of 1e4 stays exact)."""
+        shifted = self - self._shift(_axes(axis, self.ndim, "log_softmax"))
+        return shifted - shifted.exp().sum(axis, keepdims=True).log()
 
     def argmax(self, axis: int | None = None) -> np.ndarray:
         return np.argmax(self.data, axis=axis)

@@ -137,7 +137,10 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tenso
     t = target.data if isinstance(target, Tensor) else np.asarray(target)
     with scope("cross_entropy"):
         logp = logits.log_softmax(axis=-1)
-        if t.shape == logits.shape and t.dtype.kind == "f":  # probabilities (one-hot included)
+        if t.shape == logits.shape and t.dtype.kind != "f":
+            raise TypeError(f"cross_entropy: a target shaped like the logits {logits.shape} holds probabilities and "
+                            f"must be floating, got {t.dtype}; class indices have shape {logits.shape[:-1]}")
+        if t.shape == logits.shape:  # probabilities (one-hot included)
             losses = -(logp * (target if isinstance(target, Tensor) else Tensor(t))).sum(axis=-1)
         elif t.shape == logits.shape[:-1]:
             if t.dtype.kind not in "iu":
@@ -146,7 +149,7 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tenso
             n_cls = logits.shape[-1]
             bad = (t < 0) | (t >= n_cls)
             if bad.any():
-                raise ValueError(f"cross_entropy: label {t[bad].flat[0]} out of range for {n_cls} classes "
+                raise IndexError(f"cross_entropy: label {t[bad].flat[0]} out of range for {n_cls} classes "
                                  f"(at index {tuple(int(i) for i in np.argwhere(bad)[0])})")
             losses = -(logp[np.arange(t.shape[0]), t] if t.ndim == 1 else logp[t])
         else:
