@@ -21,6 +21,7 @@ class _ThreadState(threading.local):
     """Grad mode and the scope stack are per thread, as PyTorch's grad mode."""
     grad_enabled: bool = True
     scope: tuple[str, ...] = ()
+    grad_of: Function | None = None  # during a create_graph backward: the op whose rule is running
 
 
 _State = _ThreadState()
@@ -64,6 +65,10 @@ def is_grad_enabled() -> bool:
     return _State.grad_enabled
 
 
+def current_scope() -> tuple[str, ...]:
+    return _State.scope
+
+
 @contextlib.contextmanager
 def scope(name: str) -> Iterator[None]:
     """Group the ops recorded inside under `name` (nested scopes nest) for the graph renderer."""
@@ -80,7 +85,7 @@ class Function:
     arrays (storing on self only the small things backward needs) and `backward(grad, out)`,
     which returns, written in Tensor ops, one gradient (or None) per input. `out` is the op's
     output Tensor, passed in rather than stored so the graph holds no reference cycles."""
-    __slots__ = ("parents", "needs", "scope", "__dict__")
+    __slots__ = ("parents", "needs", "scope", "grad_of", "__dict__")
 
     @classmethod
     def apply(cls, *parents: Tensor, **params: Any) -> Tensor:
@@ -93,7 +98,7 @@ class Function:
         if _State.grad_enabled:
             needs = [p.requires_grad for p in parents]
             if True in needs:
-                ctx.parents, ctx.needs, ctx.scope = parents, needs, _State.scope
+                ctx.parents, ctx.needs, ctx.scope, ctx.grad_of = parents, needs, _State.scope, _State.grad_of
                 out._ctx, out.requires_grad = ctx, True
         return out
 
@@ -200,43 +205,50 @@ def backprop(outputs: list[Tensor], seeds: list[Tensor], retain_graph: bool, cre
     found: dict[Tensor, Tensor] = {}
     freed: Any = None  # a freed node that got a gradient but, its inputs released, leads nowhere known
     to_store: list[tuple[Tensor, Tensor]] = []
-    with (enable_grad() if create_graph else no_grad()):
-        for t in reversed(order):
-            g = grads.pop(t, None)
-            if g is None:
-                continue
-            ctx = t._ctx
-            if inputs is not None:
-                if t in wanted:
-                    found[t] = g
-                if t not in reach:
-                    freed = freed or (ctx is not None and ctx.parents is None and (ctx, t))
+    try:
+        with (enable_grad() if create_graph else no_grad()):
+            for t in reversed(order):
+                g = grads.pop(t, None)
+                if g is None:
                     continue
-            elif ctx is None or t._retains_grad:
-                to_store.append((t, g))
-            if ctx is None:
-                continue
-            if ctx.parents is None:
-                raise _freed_error(ctx, t)
-            in_grads = ctx.backward(g, t)
-            if type(in_grads) is not tuple:
-                in_grads = (in_grads,)
-            if len(in_grads) != len(ctx.parents):
-                raise RuntimeError(f"{ctx!r}.backward returned {len(in_grads)} gradients for {len(ctx.parents)} inputs")
-            for p, need, pg in zip(ctx.parents, ctx.needs, in_grads):
-                if not need or pg is None:
+                ctx = t._ctx
+                if inputs is not None:
+                    if t in wanted:
+                        found[t] = g
+                    if t not in reach:
+                        freed = freed or (ctx is not None and ctx.parents is None and (ctx, t))
+                        continue
+                elif ctx is None or t._retains_grad:
+                    to_store.append((t, g))
+                if ctx is None:
                     continue
-                if pg.data.shape != p.data.shape:
-                    pg = _unbroadcast(pg, p.data.shape, ctx)
-                if pg.data.dtype != p.data.dtype:
-                    pg = pg.cast(p.data.dtype)
-                prev = grads.get(p)
-                grads[p] = pg if prev is None else prev + pg
-        if freed and len(found) < len(wanted):  # an input may lie behind the freed node: say so
-            raise _freed_error(*freed)
-        stored: set[int] = {id(s) for s in seeds}
-        for t, g in to_store:
-            _accumulate(t, g, create_graph, stored)
+                if ctx.parents is None:
+                    raise _freed_error(ctx, t)
+                if create_graph:  # ops recorded now belong to ctx's backward rule (the renderer groups them)
+                    _State.grad_of = ctx
+                in_grads = ctx.backward(g, t)
+                if type(in_grads) is not tuple:
+                    in_grads = (in_grads,)
+                if len(in_grads) != len(ctx.parents):
+                    raise RuntimeError(f"{ctx!r}.backward returned {len(in_grads)} gradients "
+                                       f"for {len(ctx.parents)} inputs")
+                for p, need, pg in zip(ctx.parents, ctx.needs, in_grads):
+                    if not need or pg is None:
+                        continue
+                    if pg.data.shape != p.data.shape:
+                        pg = _unbroadcast(pg, p.data.shape, ctx)
+                    if pg.data.dtype != p.data.dtype:
+                        pg = pg.cast(p.data.dtype)
+                    prev = grads.get(p)
+                    grads[p] = pg if prev is None else prev + pg
+            if freed and len(found) < len(wanted):  # an input may lie behind the freed node: say so
+                raise _freed_error(*freed)
+            _State.grad_of = None
+            stored: set[int] = {id(s) for s in seeds}
+            for t, g in to_store:
+                _accumulate(t, g, create_graph, stored)
+    finally:
+        _State.grad_of = None
     if not retain_graph:
         for t in order:
             if t._ctx is not None:

@@ -249,7 +249,9 @@ class Tensor:
     def _shift(self, axes: tuple[int, ...]) -> Tensor:
         """The max over `axes` (kept), as a constant outside the graph; 0 where it is not finite."""
         m = np.max(self.data, axis=axes, keepdims=True)
-        return Tensor._wrap(np.where(np.isfinite(m), m, 0).astype(self.dtype, copy=False))
+        shift = Tensor._wrap(np.where(np.isfinite(m), m, 0).astype(self.dtype, copy=False))
+        shift.name = "max (detached)"
+        return shift
 
     def logsumexp(self, axis: Any = None, keepdims: bool = False) -> Tensor:
         """log sum exp(x) = m + log sum exp(x - m) for any constant m; m = max(x) keeps exp <= 1,

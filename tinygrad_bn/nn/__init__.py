@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..engine import no_grad, scope
+from ..engine import current_scope, no_grad, scope
 from ..tensor import DEFAULT_FLOAT, Tensor, default_rng
 from . import functional as F
 
@@ -37,12 +37,18 @@ class Module:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         depth = getattr(_calls, "depth", 0)
-        if depth == 0:  # an outermost call names every module in the tree by its path from here
+        if depth == 0:  # an outermost call names every module (and unnamed parameter) by its path
             for path, m in self.named_modules():
                 m._path = path or type(self).__name__
+                for k, v in vars(m).items():
+                    if isinstance(v, Parameter) and v.name is None:
+                        v.name = f"{path}.{k}" if path else k
         _calls.depth = depth + 1
         try:
             with scope(self._path):
+                for v in vars(self).values():  # the renderer draws parameters inside their module's cluster
+                    if isinstance(v, Parameter):
+                        v.scope = current_scope()
                 return self.forward(*args, **kwargs)
         finally:
             _calls.depth = depth

@@ -1,0 +1,141 @@
+"""The diagram gallery: the graphs this project exists to show, rendered to SVG and PNG with an
+index.html. Run by `tinygrad-bn demo` and by visualize/gallery.py."""
+from __future__ import annotations
+
+import contextlib
+import html
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import tinygrad_bn as tg
+import tinygrad_bn.nn as nn
+import tinygrad_bn.nn.functional as F
+from tinygrad_bn import analytic
+from tinygrad_bn.viz import draw
+
+
+def _batch_norm_graph(rng: np.random.Generator) -> dict[str, Any]:
+    """A named batch norm over (4, 3) in float64, its loss sum(y * dy), and the gradients built
+    with create_graph=True (so the backward graph exists to draw)."""
+    x = tg.Tensor(rng.standard_normal((4, 3)) * 2 + 1, requires_grad=True, name="x")
+    gamma = tg.Tensor(rng.standard_normal(3) + 1, requires_grad=True, name="gamma")
+    beta = tg.Tensor(rng.standard_normal(3), requires_grad=True, name="beta")
+    dy = rng.standard_normal((4, 3))
+    with tg.scope("batch_norm"):
+        s = F.standardize(x, (0,), 1e-5)
+        y = s["x_hat"] * gamma + beta
+    y.name = "y"
+    loss = (y * tg.Tensor(dy, name="dy")).sum()
+    loss.name = "loss = sum(y * dy)"
+    for k in F.STAGES:
+        s[k].retain_grad()
+    loss.backward(create_graph=True)
+    for t in (x, gamma, beta):
+        t.grad.name = f"dL/d{t.name}"
+    staged = analytic.batchnorm_backward_staged(dy, analytic.batchnorm_forward(x.data, gamma.data, beta.data)[1])
+    return {"x": x, "gamma": gamma, "beta": beta, "loss": loss, "stages": s, "staged": staged, "dy": dy}
+
+
+def _softmax_ce_graph(rng: np.random.Generator) -> tuple[tg.Tensor, tg.Tensor]:
+    z = tg.Tensor(rng.standard_normal((3, 4)), requires_grad=True, name="logits z")
+    loss = F.cross_entropy(z, np.array([1, 0, 3]))
+    loss.name = "J"
+    loss.backward(create_graph=True)
+    z.grad.name = "dJ/dz = (y_hat - y)/m"
+    return loss, z
+
+
+class Block(nn.Module):
+    """Linear (no bias: batch norm's beta replaces it) -> BatchNorm1d -> ReLU."""
+    def __init__(self, n_in: int, n_out: int, rng: np.random.Generator):
+        self.fc = nn.Linear(n_in, n_out, bias=False, dtype=np.float64, rng=rng)
+        self.bn = nn.BatchNorm1d(n_out, dtype=np.float64)
+
+    def forward(self, x: tg.Tensor) -> tg.Tensor:
+        return self.bn(self.fc(x)).relu()
+
+
+class MLP(nn.Module):
+    def __init__(self, sizes: list[int], n_classes: int, rng: np.random.Generator):
+        self.layers = nn.Sequential(*[Block(a, b, rng) for a, b in zip(sizes[:-1], sizes[1:])])
+        self.head = nn.Linear(sizes[-1], n_classes, dtype=np.float64, rng=rng)
+
+    def forward(self, x: tg.Tensor) -> tg.Tensor:
+        return self.head(self.layers(x))
+
+
+def pictures(seed: int = 0) -> list[tuple[str, str, Any]]:
+    """(file stem, caption, graphviz.Digraph) for every picture of the gallery."""
+    rng = np.random.default_rng(seed)
+    bn = _batch_norm_graph(rng)
+    x, gamma, beta, s = bn["x"], bn["gamma"], bn["beta"], bn["stages"]
+    loss_ce, z = _softmax_ce_graph(rng)
+    mlp = MLP([8, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16], 4, rng)
+    xb = tg.Tensor(rng.standard_normal((32, 8)), name="x batch")
+    mlp_loss = F.cross_entropy(mlp(xb), rng.integers(0, 4, 32))
+    mlp_loss.name = "loss"
+    tensors = {**{k: s[k] for k in F.STAGES}, "x": x, "gamma": gamma, "beta": beta}
+    right = {t: np.reshape(bn["staged"][k], t.shape) for k, t in tensors.items()}
+    # a classic slip in the hand derivation: d var = d std / std, forgetting the 1/2 of sqrt's
+    # derivative; the steps after it (SEED.md's staged backward) carry the error on
+    d, cache = bn["staged"], analytic.batchnorm_forward(x.data, gamma.data, beta.data)[1]
+    slip = {"var": d["std"] / cache["std"]}
+    slip["xc"] = d["x_hat"] / cache["std"] + slip["var"] * 2 * cache["xc"] / cache["m"]
+    slip["mu"] = -slip["xc"].sum(axis=0, keepdims=True)
+    slip["x"] = slip["xc"] + slip["mu"] / cache["m"]
+    wrong = {**right, **{tensors[k]: np.reshape(v, tensors[k].shape) for k, v in slip.items()}}
+    blocks = [f"layers.{i}" for i in range(len(mlp.layers))]
+    return [
+        ("bn_forward", "Batch norm (training mode) as autograd records it: mean, subtract, square, mean, "
+         "add eps, sqrt, divide, scale, shift. Values shown.", draw(bn["loss"], show_values=True)),
+        ("bn_backward", "The graph autograd builds for dL/dx, dL/dgamma, dL/dbeta (create_graph=True): each "
+         "ellipse is an op of a backward rule, dashed boxes are the forward values it reads.",
+         draw(x.grad, gamma.grad, beta.grad, backward=True)),
+        ("softmax_ce_forward", "Softmax cross-entropy: log_softmax (shift by the detached max, log-sum-exp), "
+         "pick the true class, negate, mean.", draw(loss_ce, show_values=True)),
+        ("softmax_ce_backward", "Its backward graph, which computes exactly (y_hat - y) / m.",
+         draw(z.grad, backward=True)),
+        ("mlp_collapsed", "A 10-block MLP with batch norm, each block (Linear -> BatchNorm1d -> ReLU) "
+         "collapsed to one node with collapse=[...] (the loss too).", draw(mlp_loss, collapse=[*blocks, "cross_entropy"], rankdir="LR")),
+        ("mlp_block", "One block of that MLP expanded, the rest collapsed: clusters follow the "
+         "module paths.", draw(mlp_loss, collapse=blocks[1:])),
+        ("bn_compare", "Autograd against the staged hand-derived formula, node by node: green within "
+         "1e-12 relative.", draw(bn["loss"], compare=right)),
+        ("bn_compare_bug", "The same with a classic slip in the hand derivation (d var = d std / std, the 1/2 "
+         "of sqrt's derivative forgotten): red marks the mistake (var) and the nodes it feeds (xc, x); mu stays "
+         "green, since d mu = -sum d xc and the var term drops out because the centred values sum to 0.",
+         draw(bn["loss"], compare=wrong)),
+    ]
+
+
+def render_gallery(out: str | Path, seed: int = 0, formats: tuple[str, ...] = ("svg", "png")) -> list[Path]:
+    """Render every picture into `out` as SVG and PNG, plus index.html with captions and the
+    `tinygrad-bn check` table. Returns the files written."""
+    from tinygrad_bn.cli import main as cli_main
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    items = []
+    for stem, caption, dot in pictures(seed):
+        for fmt in formats:
+            written.append(Path(dot.render(out / stem, format=fmt, cleanup=True)))
+        items.append(f'<figure><img src="{stem}.svg" alt="{html.escape(stem)}"><figcaption>'
+                     f"{html.escape(caption)}</figcaption></figure>")
+    table = io.StringIO()
+    with contextlib.redirect_stdout(table):
+        cli_main(["check", "--quick", "--seed", str(seed)])
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>tinygrad_bn gallery</title><style>"
+        "body{font-family:sans-serif;max-width:1100px;margin:auto}figure{margin:2em 0}"
+        "img{max-width:100%;border:1px solid #ddd}pre{background:#f6f6f6;padding:1em;overflow:auto}"
+        "</style></head><body><h1>tinygrad_bn: backpropagation, drawn</h1>"
+        + "".join(items)
+        + "<h2>Autograd against the hand-derived formulas (tinygrad-bn check --quick)</h2><pre>"
+        + html.escape(table.getvalue()) + "</pre></body></html>")
+    index = out / "index.html"
+    index.write_text(page)
+    return written + [index]
