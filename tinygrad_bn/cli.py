@@ -146,13 +146,19 @@ def _tanh_mlp_loss(x: tg.Tensor, w1: tg.Tensor, b1: tg.Tensor, w2: tg.Tensor) ->
 
 
 def demo(args: argparse.Namespace) -> int:
-    """The main job: the gradient report. Part 1, autograd against the hand-derived formulas for
-    batch norm, softmax cross-entropy and friends (`check --audit`); part 2, against finite
-    differences on a small tanh network, first and second order."""
+    """The main job: the gradient report and the graphs. Part 1, autograd against the hand-derived
+    formulas for batch norm, softmax cross-entropy and friends (`check --audit`); part 2, against
+    finite differences on a small tanh network, first and second order; part 3, the gallery of
+    rendered graphs (SVG, PNG, index.html) in --out."""
     print("== 1. autograd against the hand-derived formulas (tinygrad-bn check --quick --audit) ==\n")
     status = check(argparse.Namespace(seed=args.seed, quick=True, audit=True))
     print("\n== 2. autograd against finite differences, first and second order ==\n")
-    return max(status, finite_difference_report(args))
+    status = max(status, finite_difference_report(args))
+    if args.out:
+        from tinygrad_bn.gallery import render_gallery
+        files = render_gallery(args.out, seed=args.seed)
+        print(f"\n== 3. graphs: {len(files)} files rendered into {args.out}/ (open {files[-1]}) ==")
+    return status
 
 
 def finite_difference_report(args: argparse.Namespace) -> int:
@@ -192,8 +198,9 @@ def finite_difference_report(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tinygrad-bn", description="tinygrad_bn: exact autodiff on NumPy")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="gradient report: autograd against finite differences")
+    p = sub.add_parser("demo", help="the gradient report and the rendered graphs")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="out/gallery", help="folder for the rendered graphs ('' to skip them)")
     p.set_defaults(run=demo)
     p = sub.add_parser("check", help="autograd against the hand-derived formulas over a grid of cases")
     p.add_argument("--seed", type=int, default=0)

@@ -112,6 +112,17 @@ class Function:
         return type(self).__name__
 
 
+class Accumulate(Function):
+    """Not an op: in a create_graph backward, marks the Add that sums the gradients a tensor
+    receives from its several consumers (the multivariate chain rule), for the renderer."""
+
+    @classmethod
+    def marking(cls, t: Tensor, consumer: Function) -> Accumulate:
+        mark = cls()
+        mark.scope = (t._ctx or consumer).scope
+        return mark
+
+
 def _op_error(cls: type, parents: Sequence[Tensor], e: Exception) -> Exception:
     """Re-raise a NumPy failure inside an op as the same error type, naming the op and its inputs."""
     shapes = ", ".join(f"{p.shape} {p.dtype}" for p in parents)
@@ -239,8 +250,17 @@ def backprop(outputs: list[Tensor], seeds: list[Tensor], retain_graph: bool, cre
                         pg = _unbroadcast(pg, p.data.shape, ctx)
                     if pg.data.dtype != p.data.dtype:
                         pg = pg.cast(p.data.dtype)
+                    if create_graph and pg._ctx is None and pg.name is None:  # a gradient with no graph behind
+                        pg.name = f"grad from {ctx!r}.backward"  # it: say so where it is drawn
                     prev = grads.get(p)
-                    grads[p] = pg if prev is None else prev + pg
+                    if prev is None:
+                        grads[p] = pg
+                    elif create_graph:  # tag the Add that sums what p's consumers send back
+                        _State.grad_of = Accumulate.marking(p, ctx)
+                        grads[p] = prev + pg
+                        _State.grad_of = ctx
+                    else:
+                        grads[p] = prev + pg
             if freed and len(found) < len(wanted):  # an input may lie behind the freed node: say so
                 raise _freed_error(*freed)
             _State.grad_of = None

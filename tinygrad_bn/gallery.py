@@ -99,7 +99,8 @@ def pictures(seed: int = 0) -> list[tuple[str, str, Any]]:
         ("softmax_ce_backward", "Its backward graph, which computes exactly (y_hat - y) / m.",
          draw(z.grad, backward=True)),
         ("mlp_collapsed", "A 10-block MLP with batch norm, each block (Linear -> BatchNorm1d -> ReLU) "
-         "collapsed to one node with collapse=[...] (the loss too).", draw(mlp_loss, collapse=[*blocks, "cross_entropy"], rankdir="LR")),
+         "collapsed to one node with collapse=[...] (the loss too).",
+         draw(mlp_loss, collapse=[*blocks, "cross_entropy"], rankdir="LR")),
         ("mlp_block", "One block of that MLP expanded, the rest collapsed: clusters follow the "
          "module paths.", draw(mlp_loss, collapse=blocks[1:])),
         ("bn_compare", "Autograd against the staged hand-derived formula, node by node: green within "

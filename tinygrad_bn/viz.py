@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .check import Report
-from .engine import Function
+from .engine import Accumulate, Function
 from .tensor import Tensor
 
 BACKWARD_SCOPE = "backward"  # the cluster that holds the ops of the backward rules
@@ -92,7 +92,9 @@ def trace(*tensors: Tensor, backward: bool = False, show_values: bool = False) -
         oid = f"op{id(ctx)}"
         consts = [p for p in ctx.parents if p._ctx is None and not p.requires_grad and p.data.size == 1]
         op_label = type(ctx).__name__ + "".join(f"\\n{p.data.item():.4g}" for p in consts)
-        if ctx.grad_of is not None:
+        if isinstance(ctx.grad_of, Accumulate):
+            op_label += "\\n(sum of the gradients\\nfrom several consumers)"
+        elif ctx.grad_of is not None:
             op_label += f"\\n(in {type(ctx.grad_of).__name__}.backward)"
         g.nodes[oid] = Node(oid, "op", op_label, _op_scope(ctx, backward), "grad_op" if ctx.grad_of else "op",
                             ctx=ctx)
