@@ -113,13 +113,14 @@ class Function:
 
 
 class Accumulate(Function):
-    """Not an op: in a create_graph backward, marks the Add that sums the gradients a tensor
-    receives from its several consumers (the multivariate chain rule), for the renderer."""
+    """Not an op: in a create_graph backward, marks the ops that gather gradients rather than
+    apply a backward rule (the Add summing what a tensor's consumers send back, the multivariate
+    chain rule; the copy into a leaf's .grad), with `why` for the renderer's label."""
 
     @classmethod
-    def marking(cls, t: Tensor, consumer: Function) -> Accumulate:
+    def marking(cls, t: Tensor, consumer: Function | None, why: str) -> Accumulate:
         mark = cls()
-        mark.scope = (t._ctx or consumer).scope
+        mark.scope, mark.why = (t._ctx or consumer).scope if (t._ctx or consumer) else (), why
         return mark
 
 
@@ -256,16 +257,16 @@ def backprop(outputs: list[Tensor], seeds: list[Tensor], retain_graph: bool, cre
                     if prev is None:
                         grads[p] = pg
                     elif create_graph:  # tag the Add that sums what p's consumers send back
-                        _State.grad_of = Accumulate.marking(p, ctx)
+                        _State.grad_of = Accumulate.marking(p, ctx, "sum of the gradients\\nfrom several consumers")
                         grads[p] = prev + pg
                         _State.grad_of = ctx
                     else:
                         grads[p] = prev + pg
             if freed and len(found) < len(wanted):  # an input may lie behind the freed node: say so
                 raise _freed_error(*freed)
-            _State.grad_of = None
             stored: set[int] = {id(s) for s in seeds}
             for t, g in to_store:
+                _State.grad_of = Accumulate.marking(t, None, "into .grad") if create_graph else None
                 _accumulate(t, g, create_graph, stored)
     finally:
         _State.grad_of = None

@@ -93,7 +93,7 @@ def trace(*tensors: Tensor, backward: bool = False, show_values: bool = False) -
         consts = [p for p in ctx.parents if p._ctx is None and not p.requires_grad and p.data.size == 1]
         op_label = type(ctx).__name__ + "".join(f"\\n{p.data.item():.4g}" for p in consts)
         if isinstance(ctx.grad_of, Accumulate):
-            op_label += "\\n(sum of the gradients\\nfrom several consumers)"
+            op_label += f"\\n({ctx.grad_of.why})"
         elif ctx.grad_of is not None:
             op_label += f"\\n(in {type(ctx.grad_of).__name__}.backward)"
         g.nodes[oid] = Node(oid, "op", op_label, _op_scope(ctx, backward), "grad_op" if ctx.grad_of else "op",
@@ -125,13 +125,14 @@ def _collapse(g: Graph, names: Iterable[str]) -> Graph:
     """Replace every node inside a scope named in `names` by one node for that scope."""
     names = set(names)
     rename: dict[str, str] = {}
+    ids: dict[tuple[str, ...], str] = {}
     out = Graph()
     for n in g.nodes.values():
         hit = next((i for i, s in enumerate(n.scope) if s in names), None)
         if hit is None:
             out.nodes[n.id] = n
             continue
-        cid = "scope " + "/".join(n.scope[:hit + 1])  # no colon: DOT reads a:b as node:port
+        cid = ids.setdefault(n.scope[:hit + 1], f"scope{len(ids)}")
         rename[n.id] = cid
         if cid not in out.nodes:
             out.nodes[cid] = Node(cid, "collapsed", n.scope[hit], n.scope[:hit], "collapsed")
@@ -166,6 +167,9 @@ def _overlay(g: Graph, compare: Any, rtol: float) -> dict[str, tuple[bool, float
         nid = f"t{id(t)}"
         if nid in g.nodes and t.grad is not None:
             ref = np.asarray(ref.data if isinstance(ref, Tensor) else ref, np.float64)
+            if ref.shape != t.shape:
+                marks[nid] = (False, float("inf"))
+                continue
             err = float(np.max(np.abs(t.grad.data - ref))) if ref.size else 0.0
             scale = float(np.max(np.abs(ref))) if ref.size else 0.0
             rel = err / scale if scale else (0.0 if err == 0 else float("inf"))
@@ -192,15 +196,20 @@ def draw(*tensors: Tensor, backward: bool = False, show_values: bool = False, co
     max_nodes nodes is an error that names the scopes worth collapsing."""
     import graphviz  # imported here so that the engine does not need it
 
+    if backward and all(t._ctx is None for t in tensors):
+        raise ValueError("backward=True draws the graph of gradients, and these have none: "
+                         "call loss.backward(create_graph=True) (or tg.grad(..., create_graph=True)) first")
     g = trace(*tensors, backward=backward, show_values=show_values)
-    collapse = list(collapse)
+    collapse = [collapse] if isinstance(collapse, str) else list(collapse)
     if collapse:
         g = _collapse(g, collapse)
     if max_nodes is not None and len(g.nodes) > max_nodes:
         sizes = Counter(s for n in g.nodes.values() for s in n.scope)
         advice = ", ".join(f"{s!r} ({k} nodes)" for s, k in sizes.most_common(8))
-        raise GraphTooLargeError(f"the graph has {len(g.nodes)} nodes (max_nodes={max_nodes}): collapse scopes, "
-                                 f"e.g. draw(..., collapse=[...]) with some of {advice}; or pass max_nodes=None")
+        hint = (f"collapse scopes, e.g. draw(..., collapse=[...]) with some of {advice}" if advice else
+                "it has no scopes to collapse: record parts of it inside tg.scope('name') or nn.Modules")
+        raise GraphTooLargeError(f"the graph has {len(g.nodes)} nodes (max_nodes={max_nodes}): {hint}; "
+                                 "or pass max_nodes=None")
     marks = _overlay(g, compare, rtol) if compare is not None else {}
     dot = graphviz.Digraph(graph_attr={"rankdir": rankdir, "fontname": "Helvetica", "nodesep": "0.25",
                                        "ranksep": "0.3", **({"label": title, "labelloc": "t"} if title else {})},
