@@ -4,7 +4,7 @@
 #   bash run.sh test [args]   the test suite (pytest) and the linter (ruff)
 #   bash run.sh bench [args]  the benchmarks
 # Set-up: Graphviz's `dot` via apt-get when missing, a virtualenv in .venv with the package
-# installed editable with its test extras. Re-running skips what is already there.
+# installed editable with its test and examples extras. Re-running skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")"
 job="${1:-demo}"
@@ -22,7 +22,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.installed-$(cat pyproject.toml | cksum | cut -d' ' -f1)
 if [ ! -f "$stamp" ]; then
-  .venv/bin/python -m pip install -q -e ".[test]"
+  .venv/bin/python -m pip install -q -e ".[test,examples]"
   touch "$stamp"
 fi
 

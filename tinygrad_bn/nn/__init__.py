@@ -183,6 +183,26 @@ class ReLU(Module):
         return x.relu()
 
 
+class Dropout(Module):
+    """Training: zero each element with probability p and scale the rest by 1/(1 - p), so the
+    expected output is the input (inverted dropout); eval: the identity."""
+    def __init__(self, p: float = 0.5, rng: np.random.Generator | None = None):
+        if not 0 <= p <= 1:
+            raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
+        self.p, self.rng = p, rng
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0:
+            return x
+        if self.p == 1:
+            return x * 0
+        keep = (self.rng or default_rng()).random(x.shape) >= self.p
+        return x * Tensor((keep / (1 - self.p)).astype(x.dtype))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class Sequential(Module):
     """Calls its modules in order; their names are "0", "1", ..."""
     def __init__(self, *modules: Module):
@@ -283,6 +303,6 @@ class CrossEntropyLoss(Module):
         return F.cross_entropy(logits, target, self.reduction)
 
 
-__all__ = ["Module", "Parameter", "Linear", "ReLU", "Sequential", "BatchNorm1d", "BatchNorm2d", "LayerNorm",
+__all__ = ["Module", "Parameter", "Linear", "ReLU", "Dropout", "Sequential", "BatchNorm1d", "BatchNorm2d", "LayerNorm",
            "CrossEntropyLoss", "functional"]
 functional = F
