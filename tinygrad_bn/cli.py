@@ -195,6 +195,22 @@ def finite_difference_report(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def train(args: argparse.Namespace) -> int:
+    """Example 2 with defaults: a deep MLP on the digits with and without batch norm, several
+    learning rates, plain SGD; prints the epochs each needs to reach the target test accuracy."""
+    from tinygrad_bn.data import Split, load_digits, standardize
+    from tinygrad_bn.training import bn_speedup, speedup_table
+
+    d = load_digits(seed=args.seed)
+    x_train, x_test = standardize(d.x_train, d.x_test)
+    print(f"digits: {len(x_train)} train / {len(x_test)} test; MLP 64 -> {args.depth} x {args.width} -> 10, "
+          f"SGD, batch 64, {args.epochs} epochs")
+    results = bn_speedup(Split(x_train, d.y_train, x_test, d.y_test), args.lr, args.depth, args.width, args.epochs,
+                         seed=args.seed, show_progress=not args.no_progress)
+    print(speedup_table(results, args.target))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tinygrad-bn", description="tinygrad_bn: exact autodiff on NumPy")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -207,6 +223,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="skip the largest batch")
     p.add_argument("--audit", action="store_true", help="add the node-by-node batch norm audit")
     p.set_defaults(run=check)
+    p = sub.add_parser("train", help="batch norm speed-up on the digits (example 2), as a summary table")
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--lr", type=float, nargs="+", default=[0.01, 0.03, 0.1, 0.3])
+    p.add_argument("--depth", type=int, default=6, help="hidden layers")
+    p.add_argument("--width", type=int, default=64)
+    p.add_argument("--target", type=float, default=0.9, help="test accuracy to reach")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(run=train)
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -1,0 +1,71 @@
+"""Normalizing the inputs speeds up learning (SEED.md section 1).
+
+Softmax regression on the digits, raw pixels (0..16) against standardized ones (mean 0, variance
+1 per pixel, with the training statistics). For each, plain SGD at the best of a grid of
+learning rates: how many iterations until the training loss reaches the target."""
+from __future__ import annotations
+
+import numpy as np
+from _common import digits, parse_args, pyplot, save
+
+import tinygrad_bn as tg
+import tinygrad_bn.nn as nn
+import tinygrad_bn.nn.functional as F
+from tinygrad_bn.data import minibatches
+from tinygrad_bn.training import progress
+
+LEARNING_RATES = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+TARGET_LOSS = 0.1
+
+
+def curve(data, lr: float, iterations: int, seed: int) -> list[float]:
+    """Training loss (over the whole training set) after each SGD step on batches of 64."""
+    model = nn.Linear(data.x_train.shape[1], 10, rng=np.random.default_rng(seed))
+    opt = tg.optim.SGD(model.parameters(), lr=lr)
+    rng, losses = np.random.default_rng(seed), []
+    x_all = tg.Tensor(data.x_train)
+    while len(losses) < iterations:
+        for xb, yb in minibatches(data.x_train, data.y_train, 64, rng):
+            opt.zero_grad()
+            F.cross_entropy(model(tg.Tensor(xb)), yb).backward()
+            opt.step()
+            with tg.no_grad():
+                losses.append(F.cross_entropy(model(x_all), data.y_train).item())
+            if len(losses) == iterations or not np.isfinite(losses[-1]):
+                return losses
+    return losses
+
+
+def run(iterations: int = 400, seed: int = 0, show_progress: bool = True) -> dict[str, tuple[float, list[float]]]:
+    """{"raw" | "normalized": (best learning rate, loss curve)}, best = fewest steps to the target."""
+    best = {}
+    for name, data in progress([("raw", digits(normalize=False)), ("normalized", digits())], 2,
+                               "lr grid search", show_progress):
+        curves = {lr: curve(data, lr, iterations, seed) for lr in LEARNING_RATES}
+        best[name] = min(curves.items(), key=lambda kv: steps_to(kv[1]))
+    return best
+
+
+def steps_to(losses: list[float], target: float = TARGET_LOSS) -> float:
+    return next((i + 1 for i, v in enumerate(losses) if v <= target), float("inf"))
+
+
+def main() -> None:
+    args = parse_args(__doc__)
+    best = run(iterations=200 if args.quick else 400, seed=args.seed)
+    print(f"{'inputs':<12} {'best lr':>8} {'steps to loss ' + str(TARGET_LOSS):>20} {'final loss':>11}")
+    for name, (lr, losses) in best.items():
+        print(f"{name:<12} {lr:>8g} {steps_to(losses):>20} {losses[-1]:>11.3f}")
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, (lr, losses) in best.items():
+        ax.plot(range(1, len(losses) + 1), losses, label=f"{name} pixels (best lr {lr:g})")
+    ax.axhline(TARGET_LOSS, color="grey", lw=0.8)
+    ax.set(title="Softmax regression on digits: raw vs normalized inputs", xlabel="SGD step",
+           ylabel="training cross-entropy", yscale="log")
+    ax.legend()
+    save(fig, args.out, "1_input_normalization")
+
+
+if __name__ == "__main__":
+    main()
