@@ -61,6 +61,7 @@ def main() -> None:
     for name, (lr, losses) in best.items():
         ax.plot(range(1, len(losses) + 1), losses, label=f"{name} pixels (best lr {lr:g})")
     ax.axhline(TARGET_LOSS, color="grey", lw=0.8)
+    ax.text(len(best["raw"][1]) * 0.75, TARGET_LOSS * 1.08, f"target {TARGET_LOSS:g}", fontsize=8, color="grey")
     ax.set(title="Softmax regression on digits: raw vs normalized inputs", xlabel="SGD step",
            ylabel="training cross-entropy", yscale="log")
     ax.legend()
