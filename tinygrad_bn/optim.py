@@ -13,6 +13,9 @@ from .tensor import Tensor
 
 class Optimizer:
     def __init__(self, params: Iterable[Tensor], lr: float):
+        if isinstance(params, Tensor):
+            raise TypeError(f"{type(self).__name__} takes an iterable of Tensors (e.g. model.parameters() or [w]),"
+                            " got one Tensor")
         self.params = list(params)
         if not self.params:
             raise ValueError(f"{type(self).__name__} got an empty parameter list")
@@ -21,6 +24,9 @@ class Optimizer:
                 raise TypeError(f"{type(self).__name__}: parameter {i} is a {type(p).__name__}, not a Tensor")
             if not p.requires_grad:
                 raise ValueError(f"{type(self).__name__}: parameter {i} {p.shape} does not require grad")
+            if not p.is_leaf:
+                raise ValueError(f"{type(self).__name__}: parameter {i} {p.shape} is not a leaf (it was computed "
+                                 "from other tensors); optimize the leaves it came from")
         if not lr >= 0:
             raise ValueError(f"{type(self).__name__}: invalid learning rate {lr}")
         self.lr = lr

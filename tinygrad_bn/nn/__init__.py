@@ -84,10 +84,13 @@ class Module:
         return [p for _, p in self.named_parameters()]
 
     def named_buffers(self) -> Iterator[tuple[str, Tensor]]:
+        seen: set[int] = set()
         for path, m in self.named_modules():
             for k in vars(m).get("_buffer_names", []):
-                if getattr(m, k) is not None:
-                    yield (f"{path}.{k}" if path else k), getattr(m, k)
+                b = getattr(m, k)
+                if b is not None and id(b) not in seen:
+                    seen.add(id(b))
+                    yield (f"{path}.{k}" if path else k), b
 
     def buffers(self) -> list[Tensor]:
         return [b for _, b in self.named_buffers()]
@@ -146,8 +149,15 @@ class Module:
             problems += [f"missing key {k!r}" for k in missing] + [f"unexpected key {k!r}" for k in unexpected]
         if problems:
             raise RuntimeError(f"load_state_dict for {type(self).__name__}: " + "; ".join(problems))
-        for k, v in values.items():
-            own[k].data = v.astype(own[k].data.dtype, copy=True)
+        cast = {}
+        for k, v in values.items():  # cast everything first, so a value that cannot be cast changes nothing
+            try:
+                cast[k] = v.astype(own[k].data.dtype, copy=True)
+            except (ValueError, TypeError) as e:
+                raise RuntimeError(f"load_state_dict for {type(self).__name__}: {k}: cannot cast {v.dtype} to "
+                                   f"{own[k].data.dtype} ({e})") from None
+        for k, v in cast.items():
+            own[k].data = v
         return IncompatibleKeys(missing, unexpected)
 
     def extra_repr(self) -> str:
@@ -209,8 +219,9 @@ class Sequential(Module):
         for i, m in enumerate(modules):
             setattr(self, str(i), m)
 
-    def __getitem__(self, i: int) -> Module:
-        return list(self._children())[i][1]
+    def __getitem__(self, i: int | slice) -> Module:
+        modules = [m for _, m in self._children()]
+        return Sequential(*modules[i]) if isinstance(i, slice) else modules[i]
 
     def __len__(self) -> int:
         return len(list(self._children()))
@@ -253,7 +264,7 @@ class _BatchNorm(Module):
                          self.running_var if update or not use_batch_stats else None, self.weight, self.bias,
                          training=use_batch_stats, momentum=momentum, eps=self.eps)
         if update:  # only after batch_norm succeeded: an error leaves the state as it was
-            self.num_batches_tracked.data = self.num_batches_tracked.data + 1
+            self.num_batches_tracked.data[...] += 1
         return y
 
     def reset_running_stats(self) -> None:
