@@ -146,9 +146,10 @@ def ops_in(g, scope: tuple | None = None) -> Counter:
 def test_batch_norm_graph_has_its_ops_and_named_stages():
     b = bn_graph()
     g = trace(b.loss)
-    # mu = sum/m; xc = x - mu; var = sum(xc*xc)/m; std = sqrt(var + eps); x_hat = xc/std; y = x_hat*gamma + beta
+    # mu = sum/m; xc = x - mu; var = sum(xc*xc)/m; std = sqrt(var + eps); x_hat = xc * (1/std);
+    # y = x_hat*gamma + beta
     assert ops_in(g, ("batch_norm",)) == Counter(
-        {"Sum": 2, "Div": 3, "Sub": 1, "Mul": 2, "Sqrt": 1, "Add": 2, "Reshape": 2})
+        {"Sum": 2, "Div": 3, "Sub": 1, "Mul": 3, "Sqrt": 1, "Add": 2, "Reshape": 2})
     assert ops_in(g, ()) == Counter({"Mul": 1, "Sum": 1})  # y * dy, then sum
     labels = {n.label for n in g.nodes.values() if n.kind == "op"}
     assert "Add\\n1e-05" in labels and "Div\\n4" in labels  # scalar constants folded into the op (eps, m)
@@ -174,12 +175,15 @@ def test_edges_run_from_parent_tensors_through_the_op_to_its_output():
     for a, c, _ in g.edges:  # bipartite: tensor -> op -> tensor
         assert {kinds[a], kinds[c]} == {"tensor", "op"}
         assert kinds[c] == "op" or g.nodes[c].tensor._ctx is g.nodes[a].ctx  # an op points at its own output
-    # x_hat = xc / std: xc -> Div, std -> Div, Div -> x_hat, and never the other way round
-    div = f"op{id(names['x_hat'].tensor._ctx)}"
+    # x_hat = xc * (1 / std): xc -> Mul, inv -> Mul, Mul -> x_hat, std -> Div -> inv, never the other way round
+    div = f"op{id(names['x_hat'].tensor._ctx)}"  # the Mul that makes x_hat
     xc, std, x_hat = names["xc"].id, names["std"].id, names["x_hat"].id
-    assert [(a, c) for a, c, _ in g.edges if c == div] == [(xc, div), (std, div)]  # in argument order
+    inv = f"t{id(names['x_hat'].tensor._ctx.parents[1])}"
+    assert [(a, c) for a, c, _ in g.edges if c == div] == [(xc, div), (inv, div)]  # in argument order
     assert (div, x_hat) in [(a, c) for a, c, _ in g.edges]
     assert (x_hat, div) not in [(a, c) for a, c, _ in g.edges]
+    recip = f"op{id(names['x_hat'].tensor._ctx.parents[1]._ctx)}"
+    assert [(a, c) for a, c, _ in g.edges if c == recip] == [(std, recip)]
     # var = mean(xc * xc): the Mul reads xc twice, so two edges
     mul = f"op{id(names['var'].tensor._ctx.parents[0]._ctx.parents[0]._ctx)}"
     assert [(a, c) for a, c, _ in g.edges if c == mul] == [(xc, mul), (xc, mul)]

@@ -6,7 +6,10 @@ input Tensors (`parents`). Backward walks that DAG once, iteratively, in reverse
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
+import os
+import sys
 import threading
 from typing import TYPE_CHECKING, Any
 from collections.abc import Callable, Iterator, Sequence
@@ -15,6 +18,25 @@ import numpy as np
 
 if TYPE_CHECKING:
     from .tensor import Tensor
+
+
+def _keep_freed_memory() -> None:
+    """Ask glibc to serve large arrays from its heap and keep freed memory for reuse, instead of
+    mapping fresh pages for every big temporary and unmapping them on free: each fresh 16 MiB
+    array otherwise costs as much page faulting as computing it. Process-wide (NumPy allocates
+    through malloc); set TINYGRAD_BN_SYSTEM_MALLOC=1 to keep the system's defaults."""
+    if os.environ.get("TINYGRAD_BN_SYSTEM_MALLOC") or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc
+        return
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)  # arrays up to 1 GiB come from the heap
+    libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)  # and up to 1 GiB of freed heap stays for reuse
+
+
+_keep_freed_memory()
 
 
 class _ThreadState(threading.local):

@@ -83,6 +83,8 @@ class Mul(Function):
     def forward(self, a, b): return a * b
     def backward(self, grad, out):
         a, b = self.parents
+        if a is b:  # a * a: d(a^2) = 2a da in one product, exactly what the two halves would sum to
+            return grad * (a * 2), None
         return grad * b if self.needs[0] else None, grad * a if self.needs[1] else None
 
 
