@@ -116,23 +116,30 @@ class Maximum(Function):
 
 # ----------------------------------------------------------------------------------- reduce
 
+def _kept(shape: tuple[int, ...], axis: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of a reduction over `axis` with keepdims."""
+    return tuple(1 if i in axis else n for i, n in enumerate(shape))
+
+
 class Sum(Function):
     def forward(self, x, axis, keepdims):
-        self.kept = tuple(1 if i in axis else n for i, n in enumerate(x.shape))
-        return np.sum(x, axis=axis, keepdims=keepdims)
+        self.axis = axis
+        return x.sum(axis=axis, keepdims=keepdims)
     def backward(self, grad, out):                                          # adjoint of sum: broadcast
-        return grad.reshape(self.kept).broadcast_to(self.parents[0].shape)
+        shape = self.parents[0].shape
+        return grad.reshape(_kept(shape, self.axis)).broadcast_to(shape)
 
 
 class Max(Function):
     def forward(self, x, axis, keepdims):
-        self.kept = tuple(1 if i in axis else n for i, n in enumerate(x.shape))
-        return np.max(x, axis=axis, keepdims=keepdims)
+        self.axis = axis
+        return x.max(axis=axis, keepdims=keepdims)
     def backward(self, grad, out):
         # the maximal elements share the gradient evenly (a tie of k gets 1/k each), as PyTorch's amax
-        hit = self.parents[0].data == out.data.reshape(self.kept)
-        share = hit / np.sum(hit, axis=tuple(i for i, n in enumerate(self.kept) if n == 1), keepdims=True)
-        return grad.reshape(self.kept) * _const(share.astype(grad.dtype))
+        kept = _kept(self.parents[0].shape, self.axis)
+        hit = self.parents[0].data == out.data.reshape(kept)
+        share = hit / hit.sum(axis=self.axis, keepdims=True)
+        return grad.reshape(kept) * _const(share.astype(grad.dtype))
 
 
 # --------------------------------------------------------------------------------- movement
@@ -150,7 +157,18 @@ class Transpose(Function):
 
 
 class BroadcastTo(Function):
-    def forward(self, x, shape): return np.broadcast_to(x, shape)
+    def forward(self, x, shape):
+        lead = len(shape) - x.ndim
+        if lead < 0 or any(n != 1 and n != m for n, m in zip(x.shape, shape[lead:])):
+            raise ValueError(f"cannot broadcast {x.shape} to {shape}")
+        if not x.flags.c_contiguous:
+            return np.broadcast_to(x, shape)
+        # a read-only view with stride 0 along the stretched axes: what np.broadcast_to returns,
+        # built directly (np.broadcast_to's general machinery costs ten times as much on small arrays)
+        strides = (0,) * lead + tuple(0 if n == 1 else st for n, st in zip(x.shape, x.strides))
+        view = np.ndarray(shape, x.dtype, x, 0, strides)
+        view.flags.writeable = False
+        return view
     def backward(self, grad, out): return grad                              # the engine sums it back
 
 

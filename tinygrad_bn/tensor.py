@@ -27,6 +27,8 @@ def _axes(axis: Any, ndim: int, op: str) -> tuple[int, ...]:
     """axis None | int | tuple (negatives count from the end) -> sorted non-negative tuple."""
     if axis is None:
         return tuple(range(ndim))
+    if type(axis) is int and -ndim <= axis < ndim:  # the common case, fast
+        return (axis % ndim,)
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     for a in axes:
         if not isinstance(a, (int, np.integer)) or isinstance(a, bool):
@@ -158,7 +160,7 @@ class Tensor:
         """(self, x) ready for a binary op. Integer operands meeting a Python float, or a true
         division, are computed in float32 as PyTorch does (NumPy would promote to float64)."""
         a, b = self, self._lift(x)
-        if a.data.dtype.kind in "biu" and (true_div or isinstance(x, (float, np.floating))):
+        if (true_div or isinstance(x, (float, np.floating))) and a.data.dtype.kind in "biu":
             a = a.cast(DEFAULT_FLOAT)
             b = b.cast(DEFAULT_FLOAT) if b.data.dtype.kind in "biu" else b
         return a, b
