@@ -11,6 +11,7 @@ import functools
 import os
 import sys
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any
 from collections.abc import Callable, Iterator, Sequence
 
@@ -44,6 +45,8 @@ class _ThreadState(threading.local):
     grad_enabled: bool = True
     scope: tuple[str, ...] = ()
     grad_of: Function | None = None  # during a create_graph backward: the op whose rule is running
+    anomaly: bool = False             # detect_anomaly() is on
+    rule: Function | None = None      # with anomaly on: the op whose backward rule is running
 
 
 _State = _ThreadState()
@@ -92,6 +95,47 @@ def current_scope() -> tuple[str, ...]:
     return _State.scope
 
 
+class detect_anomaly(_GradMode):
+    """Inside, the first op whose forward or backward produces NaN or Inf raises AnomalyError
+    naming the op, its scope path, the shapes, and the line of user code that created it.
+    Costs a finiteness check per op; off by default (then free: one flag test per op)."""
+
+    def __enter__(self) -> None:
+        self._prev.append(_State.anomaly)
+        _State.anomaly = True
+
+    def __exit__(self, *exc: Any) -> None:
+        _State.anomaly = self._prev.pop()
+
+
+class AnomalyError(FloatingPointError):
+    """An op produced NaN or Inf while detect_anomaly() was on."""
+
+
+def _user_site() -> str:
+    """file:line of the innermost caller outside this package (where the user created the op)."""
+    frame = sys._getframe(1)
+    package = os.path.dirname(os.path.abspath(__file__))
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame = frame.f_back
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else "<unknown>"
+
+
+def _scope_path(ctx: Function | type, scope: tuple[str, ...]) -> str:
+    return "/".join(scope + ((ctx if isinstance(ctx, type) else type(ctx)).__name__,))
+
+
+def _check_finite(what: str, ctx: Function | type, scope: tuple[str, ...], arrays: list, out: np.ndarray,
+                  site: str) -> None:
+    """Raise AnomalyError if `out` (a floating array) holds NaN or Inf."""
+    if out.dtype.kind in "fc" and not np.isfinite(out).all():
+        bad = "NaN" if np.isnan(out).any() else "Inf"
+        inputs = ", ".join(f"{a.shape}{' (has NaN/Inf)' if a.dtype.kind in 'fc' and not np.isfinite(a).all() else ''}"
+                           for a in arrays)
+        raise AnomalyError(f"{what} produced {bad} (output {out.shape}) at {_scope_path(ctx, scope)}; inputs: "
+                           f"{inputs}; the op was created at {site}")
+
+
 @contextlib.contextmanager
 def scope(name: str) -> Iterator[None]:
     """Group the ops recorded inside under `name` (nested scopes nest) for the graph renderer."""
@@ -108,24 +152,39 @@ class Function:
     arrays (storing on self only the small things backward needs) and `backward(grad, out)`,
     which returns, written in Tensor ops, one gradient (or None) per input. `out` is the op's
     output Tensor, passed in rather than stored so the graph holds no reference cycles."""
-    __slots__ = ("parents", "needs", "scope", "grad_of", "__dict__")
+    __slots__ = ("parents", "needs", "scope", "grad_of", "arrays", "locked", "site", "__dict__", "__weakref__")
 
     @classmethod
     def apply(cls, *parents: Tensor, **params: Any) -> Tensor:
         ctx = cls()
+        arrays = [p.data for p in parents]
         try:
-            data = ctx.forward(*[p.data for p in parents], **params)
+            data = ctx.forward(*arrays, **params)
         except (ValueError, IndexError, TypeError, np.exceptions.AxisError) as e:
             raise _op_error(cls, parents, e) from None
         out = _new_tensor(Tensor)  # Tensor._wrap, inlined: this is the hottest line of the library
         out.data = data if type(data) is np.ndarray else np.asarray(data)
         out.requires_grad, out.grad, out._ctx, out.name, out._retains_grad = False, None, None, None, False
+        if _State.anomaly:
+            rule = _State.rule
+            ctx.site = getattr(rule, "site", "<unknown>") if rule is not None else _user_site()
+            _check_finite(f"{cls.__name__} (in {rule!r}.backward)" if rule is not None else cls.__name__,
+                          rule or cls, (rule or ctx).scope if rule is not None else _State.scope, arrays, out.data,
+                          ctx.site)
         if _State.grad_enabled:
             needs = [p.requires_grad for p in parents]
             if True in needs:
                 ctx.parents, ctx.needs, ctx.scope, ctx.grad_of = parents, needs, _State.scope, _State.grad_of
+                ctx.arrays, ctx.locked = arrays, _lock(ctx, parents, arrays)
                 out._ctx, out.requires_grad = ctx, True
         return out
+
+    def free(self) -> None:
+        """Release what the op saved for backward (after a backward without retain_graph)."""
+        self.parents = self.arrays = None
+        if self.locked is not None:
+            self.locked()  # unlock now (a finalizer runs once)
+            self.locked = None
 
     def forward(self, *arrays: np.ndarray, **params: Any) -> np.ndarray:
         raise NotImplementedError
@@ -135,6 +194,51 @@ class Function:
 
     def __repr__(self) -> str:
         return type(self).__name__
+
+
+# In-place safety. An op saves its inputs' arrays; its backward reads them again. Changing one
+# in between would silently change the gradient, so while a graph holds an array it is made
+# read-only (a write raises), and replacing a tensor's array (t.data = ...) is caught at backward.
+_locks: dict[int, int] = {}  # id(array) -> how many live ops hold it
+
+
+def _lock(ctx: Function, parents: tuple[Tensor, ...], arrays: list[np.ndarray]) -> weakref.finalize | None:
+    """Make the arrays of the leaf inputs read-only while `ctx` holds them (intermediates are the
+    library's own arrays; a user changes leaves: inputs, parameters). Returns the finalizer that
+    unlocks them: run by free() after backward, or when a graph is dropped without backward."""
+    locked = None
+    for p, a in zip(parents, arrays):
+        if p._ctx is None and a.ndim:  # 0-d: the scalars operators wrap, nobody's data
+            n = _locks.get(id(a))
+            if n is not None:
+                _locks[id(a)] = n + 1
+            elif a.flags.writeable:
+                a.flags.writeable = False
+                _locks[id(a)] = 1
+            else:
+                continue
+            locked = [a] if locked is None else locked + [a]
+    return None if locked is None else weakref.finalize(ctx, _unlock, locked)
+
+
+def _unlock(locked: list[np.ndarray] | None) -> None:
+    for a in locked or ():
+        n = _locks.get(id(a), 0) - 1
+        if n > 0:
+            _locks[id(a)] = n
+        else:
+            _locks.pop(id(a), None)
+            with contextlib.suppress(ValueError):  # a view whose base is still held stays read-only
+                a.flags.writeable = True
+
+
+def _check_unchanged(ctx: Function) -> None:
+    for i, (p, a) in enumerate(zip(ctx.parents, ctx.arrays)):
+        if p.data is not a and p._ctx is None:
+            raise RuntimeError(
+                f"{ctx!r} at {_scope_path(ctx, ctx.scope)}: its input {i} ({p.name or 'a tensor'} {p.shape}) was given "
+                f"new data (.data was replaced, e.g. by an optimizer step or load_state_dict) after {ctx!r} saved it, "
+                "so its gradient would be wrong; run the forward again after changing parameters")
 
 
 class Accumulate(Function):
@@ -261,11 +365,21 @@ def backprop(outputs: list[Tensor], seeds: list[Tensor], retain_graph: bool, cre
                     continue
                 if ctx.parents is None:
                     raise _freed_error(ctx, t)
+                if ctx.locked is not None:
+                    _check_unchanged(ctx)
+                if _State.anomaly:
+                    _State.rule = ctx
                 if create_graph:  # ops recorded now belong to ctx's backward rule (the renderer groups them)
                     _State.grad_of = ctx
                 in_grads = ctx.backward(g, t)
                 if type(in_grads) is not tuple:
                     in_grads = (in_grads,)
+                if _State.anomaly:
+                    _State.rule = None
+                    for pg in in_grads:
+                        if pg is not None:
+                            _check_finite(f"{ctx!r}.backward", ctx, ctx.scope, [g.data], pg.data,
+                                          getattr(ctx, "site", "<created before detect_anomaly was on>"))
                 if len(in_grads) != len(ctx.parents):
                     raise RuntimeError(f"{ctx!r}.backward returned {len(in_grads)} gradients "
                                        f"for {len(ctx.parents)} inputs")
@@ -294,11 +408,11 @@ def backprop(outputs: list[Tensor], seeds: list[Tensor], retain_graph: bool, cre
                 _State.grad_of = Accumulate.marking(t, None, "into .grad") if create_graph else None
                 _accumulate(t, g, create_graph, stored)
     finally:
-        _State.grad_of = None
+        _State.grad_of = _State.rule = None
     if not retain_graph:
         for t in order:
-            if t._ctx is not None:
-                t._ctx.parents = None
+            if t._ctx is not None and t._ctx.parents is not None:
+                t._ctx.free()
     return found
 
 

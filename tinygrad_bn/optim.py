@@ -39,7 +39,7 @@ class Optimizer:
     def step(self) -> None:
         for i, p in enumerate(self.params):
             if p.grad is not None:
-                self._update(p.data, p.grad.data, self.state.setdefault(i, {}))
+                self._update(p.writable_data(), p.grad.data, self.state.setdefault(i, {}))
 
     def _update(self, w: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
         raise NotImplementedError

@@ -90,6 +90,14 @@ class Tensor:
     is_leaf = property(lambda self: self._ctx is None)
     T = property(lambda self: self.transpose())
 
+    def writable_data(self) -> np.ndarray:
+        """The array, ready to be changed in place. While a live graph holds it, it is read-only
+        (so a saved value cannot change under the backward); then this tensor gets a writable copy,
+        and that graph, which keeps the old array, refuses to backward (it would be stale)."""
+        if not self.data.flags.writeable:
+            self.data = self.data.copy()
+        return self.data
+
     def numpy(self) -> np.ndarray:
         return self.data
 

@@ -270,8 +270,8 @@ class _BatchNorm(Module):
     def reset_running_stats(self) -> None:
         if self.track_running_stats:
             with no_grad():
-                self.running_mean.data[...] = 0
-                self.running_var.data[...] = 1
+                self.running_mean.writable_data()[...] = 0
+                self.running_var.writable_data()[...] = 1
                 self.num_batches_tracked.data = np.array(0, np.int64)
 
     def extra_repr(self) -> str:

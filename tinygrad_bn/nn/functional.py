@@ -86,9 +86,9 @@ def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | Non
         y = _affine(x_hat, _channel(weight, x.ndim), _channel(bias, x.ndim))
     if training and running_mean is not None:
         with no_grad():  # the running averages are state, not part of the graph
-            running_mean.data[...] = (1 - momentum) * running_mean.data + momentum * s["mu"].data.reshape(-1)
-            unbiased = s["var"].data.reshape(-1) * (m / (m - 1))
-            running_var.data[...] = (1 - momentum) * running_var.data + momentum * unbiased
+            running_mean.writable_data()[...] = (1 - momentum) * running_mean.data + momentum * s["mu"].data.ravel()
+            unbiased = s["var"].data.ravel() * (m / (m - 1))
+            running_var.writable_data()[...] = (1 - momentum) * running_var.data + momentum * unbiased
     return y
 
 
