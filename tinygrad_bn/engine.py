@@ -122,6 +122,7 @@ def _user_site() -> str:
 
 
 def _scope_path(ctx: Function | type, scope: tuple[str, ...]) -> str:
+    """Where an op sits: its scopes and its name, e.g. MLP/layers/layers.2.bn/batch_norm/Sqrt."""
     return "/".join(scope + ((ctx if isinstance(ctx, type) else type(ctx)).__name__,))
 
 
@@ -208,7 +209,7 @@ def _lock(ctx: Function, parents: tuple[Tensor, ...], arrays: list[np.ndarray]) 
     unlocks them: run by free() after backward, or when a graph is dropped without backward."""
     locked = None
     for p, a in zip(parents, arrays):
-        if p._ctx is None and a.ndim:  # 0-d: the scalars operators wrap, nobody's data
+        if p._ctx is None:  # the library's own constants (wrapped numbers, masks) are born read-only
             n = _locks.get(id(a))
             if n is not None:
                 _locks[id(a)] = n + 1
@@ -236,7 +237,7 @@ def _check_unchanged(ctx: Function) -> None:
     for i, (p, a) in enumerate(zip(ctx.parents, ctx.arrays)):
         if p.data is not a and p._ctx is None:
             raise RuntimeError(
-                f"{ctx!r} at {_scope_path(ctx, ctx.scope)}: its input {i} ({p.name or 'a tensor'} {p.shape}) was given "
+                f"{_scope_path(ctx, ctx.scope)}: its input {i} ({p.name or 'a tensor'} {p.shape}) was given "
                 f"new data (.data was replaced, e.g. by an optimizer step or load_state_dict) after {ctx!r} saved it, "
                 "so its gradient would be wrong; run the forward again after changing parameters")
 
@@ -442,6 +443,10 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor], 
     """d(sum_k grad_outputs[k] * outputs[k]) / d inputs, as a tuple of Tensors (one per input),
     without touching `.grad`. With create_graph=True the results are differentiable again."""
     outputs, inputs = _as_list(outputs), _as_list(inputs)
+    for what, ts in (("outputs", outputs), ("inputs", inputs)):
+        for t in ts:
+            if not isinstance(t, Tensor):
+                raise TypeError(f"grad: {what} must be Tensors, got {type(t).__name__}")
     grad_outputs = [None] * len(outputs) if grad_outputs is None else _as_list(grad_outputs)
     for i, x in enumerate(inputs):
         if not x.requires_grad:

@@ -8,12 +8,12 @@ from __future__ import annotations
 import numpy as np
 
 from .engine import Function
-from .tensor import Tensor
+from .tensor import Tensor, _frozen
 
 
 def _const(a: np.ndarray) -> Tensor:
     """A value that backward treats as a constant (a mask, a sign): no graph behind it."""
-    return Tensor._wrap(a)
+    return _frozen(np.asarray(a))
 
 
 # ------------------------------------------------------------------------------------ unary

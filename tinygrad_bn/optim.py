@@ -11,12 +11,25 @@ import numpy as np
 from .tensor import Tensor
 
 
+def _check_hyper(optimizer: str, **values: float) -> None:
+    """Hyper-parameters are real numbers >= 0 (PyTorch rejects the same values)."""
+    for k, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)):
+            raise TypeError(f"{optimizer}: {k} must be a number, got {v!r}")
+        if not v >= 0:
+            raise ValueError(f"{optimizer}: invalid {k} {v} (must be >= 0)")
+
+
 class Optimizer:
     def __init__(self, params: Iterable[Tensor], lr: float):
-        if isinstance(params, Tensor):
-            raise TypeError(f"{type(self).__name__} takes an iterable of Tensors (e.g. model.parameters() or [w]),"
-                            " got one Tensor")
+        name = type(self).__name__
+        if isinstance(params, Tensor) or hasattr(params, "parameters"):
+            raise TypeError(f"{name} takes an iterable of Tensors (e.g. model.parameters() or [w]), "
+                            f"got a {type(params).__name__}")
         self.params = list(params)
+        if len({id(p) for p in self.params}) != len(self.params):
+            raise ValueError(f"{name}: a parameter appears twice in the list "
+                             "(a duplicate would be updated twice per step)")
         if not self.params:
             raise ValueError(f"{type(self).__name__} got an empty parameter list")
         for i, p in enumerate(self.params):
@@ -27,8 +40,7 @@ class Optimizer:
             if not p.is_leaf:
                 raise ValueError(f"{type(self).__name__}: parameter {i} {p.shape} is not a leaf (it was computed "
                                  "from other tensors); optimize the leaves it came from")
-        if not lr >= 0:
-            raise ValueError(f"{type(self).__name__}: invalid learning rate {lr}")
+        _check_hyper(name, **{"learning rate": lr})
         self.lr = lr
         self.state: dict[int, dict] = {}  # per parameter index: its moving averages
 
@@ -37,6 +49,10 @@ class Optimizer:
             p.grad = None
 
     def step(self) -> None:
+        for i, p in enumerate(self.params):  # check every gradient first: a bad one updates nothing
+            if p.grad is not None and p.grad.shape != p.shape:
+                raise ValueError(f"{type(self).__name__}.step: parameter {i} has shape {p.shape} "
+                                 f"but its .grad has shape {p.grad.shape}")
         for i, p in enumerate(self.params):
             if p.grad is not None:
                 self._update(p.writable_data(), p.grad.data, self.state.setdefault(i, {}))
@@ -49,6 +65,7 @@ class SGD(Optimizer):
     """v = momentum v + g (v = g at the first step); w -= lr v. momentum=0: w -= lr g."""
     def __init__(self, params: Iterable[Tensor], lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
         super().__init__(params, lr)
+        _check_hyper("SGD", momentum=momentum, weight_decay=weight_decay)
         self.momentum, self.weight_decay = momentum, weight_decay
 
     def _update(self, w, g, state):
@@ -68,6 +85,7 @@ class RMSprop(Optimizer):
     """s = alpha s + (1 - alpha) g^2 (s starts at 0); w -= lr g / (sqrt(s) + eps)."""
     def __init__(self, params: Iterable[Tensor], lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8):
         super().__init__(params, lr)
+        _check_hyper("RMSprop", alpha=alpha, eps=eps)
         self.alpha, self.eps = alpha, eps
 
     def _update(self, w, g, state):
@@ -84,6 +102,9 @@ class Adam(Optimizer):
     def __init__(self, params: Iterable[Tensor], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8):
         super().__init__(params, lr)
+        _check_hyper("Adam", eps=eps, beta1=betas[0], beta2=betas[1])
+        if not (betas[0] < 1 and betas[1] < 1):
+            raise ValueError(f"Adam: betas must be in [0, 1), got {betas}")
         self.betas, self.eps = betas, eps
 
     def _update(self, w, g, state):

@@ -29,6 +29,8 @@ def _axes(axis: Any, ndim: int, op: str) -> tuple[int, ...]:
         return tuple(range(ndim))
     if type(axis) is int and -ndim <= axis < ndim:  # the common case, fast
         return (axis % ndim,)
+    if not isinstance(axis, (int, np.integer, tuple, list)):
+        raise TypeError(f"{op}: axis must be None, an int or a tuple of ints, got {axis!r}")
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     for a in axes:
         if not isinstance(a, (int, np.integer)) or isinstance(a, bool):
@@ -39,6 +41,12 @@ def _axes(axis: Any, ndim: int, op: str) -> tuple[int, ...]:
     if len(set(norm)) != len(norm):
         raise ValueError(f"{op}: axis {axis!r} repeats an axis")
     return tuple(norm)
+
+
+def _frozen(a: np.ndarray) -> Tensor:
+    """A constant the library made (a wrapped number, a shift): read-only, so never anybody's data."""
+    a.flags.writeable = False
+    return Tensor._wrap(a)
 
 
 class Tensor:
@@ -161,7 +169,7 @@ class Tensor:
                     dt = DEFAULT_FLOAT
                 elif dt.kind == "b" and not isinstance(x, (bool, np.bool_)):
                     dt = np.dtype(np.int64)
-            return Tensor._wrap(np.asarray(x, dt))
+            return _frozen(np.array(x, dt))
         return Tensor(x)
 
     def _pair(self, x: Any, true_div: bool = False) -> tuple[Tensor, Tensor]:
@@ -258,8 +266,10 @@ class Tensor:
 
     def _shift(self, axes: tuple[int, ...]) -> Tensor:
         """The max over `axes` (kept), as a constant outside the graph; 0 where it is not finite."""
+        if self.data.size == 0:  # an empty axis: nothing to shift
+            return _frozen(np.zeros([1 if i in axes else n for i, n in enumerate(self.shape)], self.dtype))
         m = np.max(self.data, axis=axes, keepdims=True)
-        shift = Tensor._wrap(np.where(np.isfinite(m), m, 0).astype(self.dtype, copy=False))
+        shift = _frozen(np.where(np.isfinite(m), m, 0).astype(self.dtype, copy=False))
         shift.name = "max (detached)"
         return shift
 
@@ -363,7 +373,9 @@ def randn(*shape: Any, rng: np.random.Generator | None = None, dtype: Any = DEFA
 
 def maximum(a: Any, b: Any) -> Tensor:
     """Element-wise max of a and b (either may be a number or ndarray), broadcasting."""
-    return a.maximum(b) if isinstance(a, Tensor) else b._lift(a).maximum(b)
+    if not isinstance(a, Tensor):
+        a = b._lift(a) if isinstance(b, Tensor) else Tensor(a)
+    return a.maximum(b)
 
 
 from .ops import (  # noqa: E402  (ops.py builds on Tensor)

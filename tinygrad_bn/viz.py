@@ -196,6 +196,9 @@ def draw(*tensors: Tensor, backward: bool = False, show_values: bool = False, co
     max_nodes nodes is an error that names the scopes worth collapsing."""
     import graphviz  # imported here so that the engine does not need it
 
+    for t in tensors:
+        if not isinstance(t, Tensor):
+            raise TypeError(f"draw: expected Tensors, got {type(t).__name__}")
     if backward and all(t._ctx is None for t in tensors):
         raise ValueError("backward=True draws the graph of gradients, and these have none: "
                          "call loss.backward(create_graph=True) (or tg.grad(..., create_graph=True)) first")

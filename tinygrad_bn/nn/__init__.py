@@ -139,12 +139,16 @@ class Module:
     def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> IncompatibleKeys:
         """Copy arrays (or Tensors) in, cast to each entry's dtype. Missing or unexpected names
         (when strict) and shape mismatches are an error naming them, and nothing is changed."""
+        if not isinstance(state, dict):
+            raise TypeError(f"load_state_dict expects a dict name -> array, got {type(state).__name__}")
         own = self._state()
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
         values = {k: np.asarray(v.data if isinstance(v, Tensor) else v) for k, v in state.items() if k in own}
         problems = [f"{k}: expected shape {own[k].shape}, got {v.shape}" for k, v in values.items()
                     if v.shape != own[k].shape]
+        problems += [f"{k}: expected numbers, got dtype {v.dtype}" for k, v in values.items()
+                     if v.dtype.kind not in "biuf"]
         if strict:
             problems += [f"missing key {k!r}" for k in missing] + [f"unexpected key {k!r}" for k in unexpected]
         if problems:
@@ -175,6 +179,9 @@ class Linear(Module):
     W and b ~ U(-1/sqrt(in), 1/sqrt(in)) (kaiming_uniform with a = sqrt(5))."""
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype: Any = DEFAULT_FLOAT,
                  rng: np.random.Generator | None = None):
+        if min(in_features, out_features) < 0:
+            raise ValueError(f"Linear: feature counts must be >= 0, got in_features={in_features}, "
+                             f"out_features={out_features}")
         rng = rng or default_rng()
         bound = 1 / np.sqrt(in_features) if in_features > 0 else 0.0
         self.in_features, self.out_features = in_features, out_features
@@ -197,6 +204,8 @@ class Dropout(Module):
     """Training: zero each element with probability p and scale the rest by 1/(1 - p), so the
     expected output is the input (inverted dropout); eval: the identity."""
     def __init__(self, p: float = 0.5, rng: np.random.Generator | None = None):
+        if isinstance(p, bool) or not isinstance(p, (int, float, np.floating)):
+            raise TypeError(f"Dropout: p must be a number in [0, 1], got {type(p).__name__} {p!r}")
         if not 0 <= p <= 1:
             raise ValueError(f"Dropout: p must be in [0, 1], got {p}")
         self.p, self.rng = p, rng
@@ -217,6 +226,8 @@ class Sequential(Module):
     """Calls its modules in order; their names are "0", "1", ..."""
     def __init__(self, *modules: Module):
         for i, m in enumerate(modules):
+            if not isinstance(m, Module):
+                raise TypeError(f"Sequential: item {i} is a {type(m).__name__}, not a Module")
             setattr(self, str(i), m)
 
     def __getitem__(self, i: int | slice) -> Module:
@@ -251,6 +262,9 @@ class _BatchNorm(Module):
         self.register_buffer("num_batches_tracked", Tensor(np.array(0, np.int64)) if track else None)
 
     def forward(self, x: Tensor) -> Tensor:
+        if not isinstance(x, Tensor):
+            raise TypeError(f"{type(self).__name__}: expected a Tensor, got {type(x).__name__} "
+                            "(wrap arrays with tg.Tensor)")
         if x.ndim not in self.ranks or x.shape[1] != self.num_features:
             want = " or ".join(f"{r}-D" for r in self.ranks)
             raise ValueError(f"{type(self).__name__}({self.num_features}) got input {x.shape}: expected {want} "

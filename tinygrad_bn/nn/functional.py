@@ -40,6 +40,12 @@ def standardize(x: Tensor, axes: tuple[int, ...], eps: float, given: dict[str, T
     return s
 
 
+def _need_tensor(fn: str, **args: Any) -> None:
+    for k, v in args.items():
+        if not isinstance(v, Tensor):
+            raise TypeError(f"{fn}: {k} must be a Tensor, got {type(v).__name__} (wrap arrays with tg.Tensor)")
+
+
 def _channel(v: Tensor | None, ndim: int) -> Tensor | None:
     """A per-channel (C,) vector shaped (1, C, 1, ...) to broadcast against (N, C, ...)."""
     return None if v is None else v.reshape((1, -1) + (1,) * (ndim - 2))
@@ -66,6 +72,7 @@ def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | Non
     running stats in place: running = (1 - momentum) running + momentum batch_stat, with the
     UNBIASED batch variance (PyTorch's convention). Eval: normalize with the running statistics
     (SEED.md section 4), which are constants of the graph. NaN in x propagates to its channel."""
+    _need_tensor("batch_norm", x=x)
     for what, v in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
         if v is not None:
             if v.ndim != 1:
@@ -96,6 +103,7 @@ def layer_norm(x: Tensor, normalized_shape: int | tuple[int, ...], weight: Tenso
                bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
     """Normalize each example over its trailing `normalized_shape` axes (the same graph as batch
     norm with the roles of the axes swapped); weight, bias have shape normalized_shape."""
+    _need_tensor("layer_norm", x=x)
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     if x.shape[x.ndim - len(shape):] != shape or x.ndim < len(shape):
         raise ValueError(f"layer_norm: input {x.shape} does not end in normalized_shape {shape}")
@@ -120,6 +128,7 @@ def relu(x: Tensor) -> Tensor:
 
 def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
     """x (..., in) @ w^T + b, with w (out, in) and b (out,) as in PyTorch."""
+    _need_tensor("linear", x=x, w=w)
     if x.shape[-1] != w.shape[-1]:
         raise ValueError(f"linear: input {x.shape} has {x.shape[-1]} features, "
                          f"the weight {w.shape} expects {w.shape[-1]}")
@@ -132,6 +141,7 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tenso
     whose log-sum-exp keeps it finite for any logits. logits: (N, C) or (C,). target: class indices
     (N,) (an int ndarray or Tensor), or probabilities / one-hot shaped like logits. reduction:
     "mean" (over N) | "sum" | "none" (the per-example losses)."""
+    _need_tensor("cross_entropy", logits=logits)
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     if logits.ndim not in (1, 2):
