@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .check import Report
+from .check import compare as check_compare
 from .engine import Accumulate, Function
 from .tensor import Tensor
 
@@ -166,14 +167,8 @@ def _overlay(g: Graph, compare: Any, rtol: float) -> dict[str, tuple[bool, float
     for t, ref in compare.items():
         nid = f"t{id(t)}"
         if nid in g.nodes and t.grad is not None:
-            ref = np.asarray(ref.data if isinstance(ref, Tensor) else ref, np.float64)
-            if ref.shape != t.shape:
-                marks[nid] = (False, float("inf"))
-                continue
-            err = float(np.max(np.abs(t.grad.data - ref))) if ref.size else 0.0
-            scale = float(np.max(np.abs(ref))) if ref.size else 0.0
-            rel = err / scale if scale else (0.0 if err == 0 else float("inf"))
-            marks[nid] = (bool(err <= rtol * scale), rel)
+            (row,) = check_compare({"grad": t.grad}, {"grad": ref}, rtol=rtol).rows
+            marks[nid] = (row.ok, row.max_rel)
     return marks
 
 
