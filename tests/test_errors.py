@@ -581,7 +581,7 @@ BAD: dict[str, Bad] = {
     "load_state_dict between forward and backward": Bad(_load_state_dict_between, RuntimeError,
                                                         both("Linear/Add", "bias (2,)", "load_state_dict")),
     "write into a saved 0-d leaf": Bad(_scalar_leaf_written, ValueError, r"read-only",
-                                       bug="0-d leaves are never locked (engine._lock skips ndim == 0): the write "
+                                       bug="0-d leaves were never locked (_lock skipped ndim == 0): the write "
                                            "succeeds and backward returns 2 * 3 = 6 for a loss computed at s = 2",
                                        fails_with=DID_NOT_RAISE),
     "replace a saved 0-d leaf's .data": Bad(_scalar_leaf_replaced, RuntimeError, both("Mul", "s ()", "new data"),

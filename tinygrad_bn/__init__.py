@@ -1,6 +1,7 @@
 """tinygrad_bn: a small, exact reverse-mode autodiff on NumPy, for checking hand-derived gradients."""
 from . import engine  # noqa: I001  (first: tensor.py and ops.py build on it)
-from .engine import AnomalyError, detect_anomaly, enable_grad, grad, is_grad_enabled, no_grad, scope
+from .engine import enable_grad, grad, is_grad_enabled, no_grad, scope
+from .guards import AnomalyError, detect_anomaly
 from .tensor import Tensor, manual_seed, maximum, ones, randn, tensor, zeros
 from . import analytic, check, nn, optim, viz
 
