@@ -152,7 +152,8 @@ def test_batch_norm_graph_has_its_ops_and_named_stages():
         {"Sum": 2, "Div": 3, "Sub": 1, "Mul": 3, "Sqrt": 1, "Add": 2, "Reshape": 2})
     assert ops_in(g, ()) == Counter({"Mul": 1, "Sum": 1})  # y * dy, then sum
     labels = {n.label for n in g.nodes.values() if n.kind == "op"}
-    assert "Add\\n1e-05" in labels and "Div\\n4" in labels  # scalar constants folded into the op (eps, m)
+    assert "Add\\n· + 1e-05" in labels and "Div\\n· / 4" in labels  # scalar constants folded into the op (eps, m)
+    assert "Div\\n1 / ·" in labels  # 1 / std: the constant on its side
     names = by_name(g)
     for stage, shape in {"mu": (1, 3), "xc": (4, 3), "var": (1, 3), "std": (1, 3), "x_hat": (4, 3)}.items():
         assert names[stage].kind == "tensor" and names[stage].scope == ("batch_norm",)
@@ -218,7 +219,7 @@ def test_labels_show_name_shape_and_dtype():
     assert any(re.fullmatch(r"t\d+\\n\(\) f64", s) for s in labels)  # the scalar output
     assert ops_in(g) == Counter({"Mul": 1, "Cast": 1, "Sum": 1})
     dot_labels = {v["label"] for v in parse_dot(to_dot(out)).nodes.values()}
-    assert "a\\n(2, 3) f32" in dot_labels and "Mul\\n2" in dot_labels
+    assert "a\\n(2, 3) f32" in dot_labels and "Mul\\n· * 2" in dot_labels
 
 
 def test_inputs_parameters_constants_and_output_are_styled_apart():
@@ -528,7 +529,7 @@ def test_svg_render_parses_and_holds_the_nodes_labels_and_clusters(tmp_path):
     assert {e.find(SVG + "title").text for e in groups["edge"]} == {f"{a}->{c}" for a, c, _ in g.edges}
     assert [e.find(SVG + "title").text for e in groups["cluster"]] == ["cluster_batch_norm"]
     texts = [t.text for t in root.iter(SVG + "text")]
-    for expected in ["x_hat", "mu", "xc", "var", "std", "(4, 3) f64", "(1, 3) f64", "Sqrt", "Sub", "1e-05",
+    for expected in ["x_hat", "mu", "xc", "var", "std", "(4, 3) f64", "(1, 3) f64", "Sqrt", "Sub", "· + 1e-05",
                      "batch_norm", "batch norm", "loss"]:
         assert expected in texts, expected
     x_node = next(e for e in groups["node"] if e.find(SVG + "title").text == f"t{id(b.x)}")

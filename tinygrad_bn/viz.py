@@ -92,7 +92,7 @@ def trace(*tensors: Tensor, backward: bool = False, show_values: bool = False) -
             continue
         oid = f"op{id(ctx)}"
         consts = [p for p in ctx.parents if p._ctx is None and not p.requires_grad and p.data.size == 1]
-        op_label = type(ctx).__name__ + "".join(f"\\n{p.data.item():.4g}" for p in consts)
+        op_label = type(ctx).__name__ + "".join(_folded(ctx, p) for p in consts)
         if isinstance(ctx.grad_of, Accumulate):
             op_label += f"\\n({ctx.grad_of.why})"
         elif ctx.grad_of is not None:
@@ -106,6 +106,17 @@ def trace(*tensors: Tensor, backward: bool = False, show_values: bool = False) -
             g.edges.append((f"t{id(p)}", oid, "dashed" if backward and _is_forward(p) else ""))
             stack.append(p)
     return g
+
+
+_SYMBOL = {"Add": "+", "Sub": "-", "Mul": "*", "Div": "/", "Pow": "**"}
+
+
+def _folded(ctx: Function, const: Tensor) -> str:
+    """A scalar constant folded into its op's label, on the side it sits: '· / 4', '1 / ·'."""
+    value, symbol = f"{const.data.item():.4g}", _SYMBOL.get(type(ctx).__name__)
+    if symbol is None or len(ctx.parents) != 2:
+        return f"\\n{value}"
+    return f"\\n{value} {symbol} ·" if const is ctx.parents[0] else f"\\n· {symbol} {value}"
 
 
 def _op_scope(ctx: Function, backward: bool) -> tuple[str, ...]:
