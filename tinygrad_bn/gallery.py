@@ -94,8 +94,9 @@ def pictures(seed: int = 0) -> list[tuple[str, str, Any]]:
         ("bn_backward", "The graph autograd builds for dL/dx, dL/dgamma, dL/dbeta (create_graph=True): each "
          "ellipse is an op of a backward rule, dashed boxes are the forward values it reads.",
          draw(x.grad, gamma.grad, beta.grad, backward=True)),
-        ("softmax_ce_forward", "Softmax cross-entropy: log_softmax (shift by the detached max, log-sum-exp), "
-         "pick the true class, negate, mean.", draw(loss_ce, show_values=True)),
+        ("softmax_ce_forward", "Softmax cross-entropy with class indices: shift by the detached row max, "
+         "log-sum-exp, minus the true class's shifted logit, mean (= -log y_hat of the true class).",
+         draw(loss_ce, show_values=True)),
         ("softmax_ce_backward", "Its backward graph, which computes exactly (y_hat - y) / m.",
          draw(z.grad, backward=True)),
         ("mlp_collapsed", "A 10-block MLP with batch norm, each block (Linear -> BatchNorm1d -> ReLU) "

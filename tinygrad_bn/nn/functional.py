@@ -148,12 +148,11 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tenso
         raise ValueError(f"cross_entropy: logits must be (N, C) or (C,), got {logits.shape}")
     t = target.data if isinstance(target, Tensor) else np.asarray(target)
     with scope("cross_entropy"):
-        logp = logits.log_softmax(axis=-1)
         if t.shape == logits.shape and t.dtype.kind != "f":
             raise TypeError(f"cross_entropy: a target shaped like the logits {logits.shape} holds probabilities and "
                             f"must be floating, got {t.dtype}; class indices have shape {logits.shape[:-1]}")
         if t.shape == logits.shape:  # probabilities (one-hot included)
-            losses = -(logp * (target if isinstance(target, Tensor) else Tensor(t))).sum(axis=-1)
+            losses = -(logits.log_softmax(axis=-1) * (target if isinstance(target, Tensor) else Tensor(t))).sum(axis=-1)
         elif t.shape == logits.shape[:-1]:
             if t.dtype.kind not in "iu":
                 raise TypeError(f"cross_entropy: class-index targets must be integers, got {t.dtype} {t.shape}"
@@ -163,7 +162,11 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tenso
             if bad.any():
                 raise IndexError(f"cross_entropy: label {t[bad].flat[0]} out of range for {n_cls} classes "
                                  f"(at index {tuple(int(i) for i in np.argwhere(bad)[0])})")
-            losses = -(logp[np.arange(t.shape[0]), t] if t.ndim == 1 else logp[t])
+            # -log softmax(z)_y = log sum_j exp(z_j - m) - (z_y - m) with m the detached row max (the loss
+            # is shift-invariant): only the true class's logit is gathered, log_softmax is never built
+            shifted = logits - logits._shift((logits.ndim - 1,))
+            picked = shifted[np.arange(t.shape[0]), t] if t.ndim == 1 else shifted[t]
+            losses = shifted.exp().sum(axis=-1).log() - picked
         else:
             raise ValueError(f"cross_entropy: target {t.shape} fits neither class indices {logits.shape[:-1]} "
                              f"nor probabilities {logits.shape} for logits {logits.shape}")
