@@ -109,7 +109,10 @@ class Function:
     """One recorded op. A subclass defines `forward(*arrays, **params) -> ndarray` on raw NumPy
     arrays (storing on self only the small things backward needs) and `backward(grad, out)`,
     which returns, written in Tensor ops, one gradient (or None) per input. `out` is the op's
-    output Tensor, passed in rather than stored so the graph holds no reference cycles."""
+    output Tensor, passed in rather than stored so the graph holds no reference cycles.
+    `reads_inputs = False` declares that backward never reads the inputs' values (only shapes,
+    dtypes, the gradient or `out`), so their arrays need no guarding against in-place change."""
+    reads_inputs = True
     __slots__ = ("parents", "needs", "scope", "grad_of", "arrays", "locked", "site", "__dict__", "__weakref__")
 
     @classmethod
@@ -133,16 +136,13 @@ class Function:
             needs = [p.requires_grad for p in parents]
             if True in needs:
                 ctx.parents, ctx.needs, ctx.scope, ctx.grad_of = parents, needs, _State.scope, _State.grad_of
-                ctx.arrays, ctx.locked = arrays, _lock(ctx, parents, arrays)
+                ctx.arrays, ctx.locked = arrays, _lock(parents, arrays) if cls.reads_inputs else None
                 out._ctx, out.requires_grad = ctx, True
         return out
 
     def free(self) -> None:
         """Release what the op saved for backward (after a backward without retain_graph)."""
-        self.parents = self.arrays = None
-        if self.locked is not None:
-            self.locked()  # unlock now (a finalizer runs once)
-            self.locked = None
+        self.parents = self.arrays = self.locked = None  # dropping the holds unlocks what no other op holds
 
     def forward(self, *arrays: np.ndarray, **params: Any) -> np.ndarray:
         raise NotImplementedError

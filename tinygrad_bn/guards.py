@@ -62,37 +62,41 @@ def _check_finite(what: str, ctx: Function | type, scope: tuple[str, ...], array
 # In-place safety. An op saves its inputs' arrays; its backward reads them again. Changing one
 # in between would silently change the gradient, so while a graph holds an array it is made
 # read-only (a write raises), and replacing a tensor's array (t.data = ...) is caught at backward.
-_locks: dict[int, int] = {}  # id(array) -> how many live ops hold it
+class _Hold:
+    """Keeps one leaf array read-only for as long as some live op refers to this hold: every op
+    reading the array shares it, so Python's reference count does the bookkeeping, and the last
+    op to let go (free() after backward, or its dropped graph collected) makes it writable again."""
+    __slots__ = ("array", "__weakref__")
+
+    def __init__(self, a: np.ndarray):
+        self.array, a.flags.writeable = a, False
+        _holds[id(a)] = weakref.ref(self)
+
+    def __del__(self) -> None:
+        ref = _holds.get(id(self.array))
+        if ref is not None and ref() in (self, None):  # not a newer hold on the same array
+            del _holds[id(self.array)]
+            with contextlib.suppress(ValueError):  # a view whose base is still held stays read-only
+                self.array.flags.writeable = True
 
 
-def _lock(ctx: Function, parents: tuple[Tensor, ...], arrays: list[np.ndarray]) -> weakref.finalize | None:
-    """Make the arrays of the leaf inputs read-only while `ctx` holds them (intermediates are the
-    library's own arrays; a user changes leaves: inputs, parameters). Returns the finalizer that
-    unlocks them: run by free() after backward, or when a graph is dropped without backward."""
-    locked = None
+_holds: dict[int, weakref.ref] = {}  # id(array) -> its hold, while one lives (the hold keeps the id taken)
+
+
+def _lock(parents: tuple[Tensor, ...], arrays: list[np.ndarray]) -> list[_Hold] | None:
+    """Make the arrays of the leaf inputs read-only while the op holds them (intermediates are the
+    library's own arrays; a user changes leaves: inputs, parameters). Returns the holds to keep."""
+    holds = None
     for p, a in zip(parents, arrays):
         if p._ctx is None:  # the library's own constants (wrapped numbers, masks) are born read-only
-            n = _locks.get(id(a))
-            if n is not None:
-                _locks[id(a)] = n + 1
-            elif a.flags.writeable:
-                a.flags.writeable = False
-                _locks[id(a)] = 1
-            else:
-                continue
-            locked = [a] if locked is None else locked + [a]
-    return None if locked is None else weakref.finalize(ctx, _unlock, locked)
-
-
-def _unlock(locked: list[np.ndarray] | None) -> None:
-    for a in locked or ():
-        n = _locks.get(id(a), 0) - 1
-        if n > 0:
-            _locks[id(a)] = n
-        else:
-            _locks.pop(id(a), None)
-            with contextlib.suppress(ValueError):  # a view whose base is still held stays read-only
-                a.flags.writeable = True
+            ref = _holds.get(id(a))
+            hold = ref() if ref is not None else None
+            if hold is None:
+                if not a.flags.writeable:
+                    continue
+                hold = _Hold(a)
+            holds = [hold] if holds is None else holds + [hold]
+    return holds
 
 
 def _check_unchanged(ctx: Function) -> None:

@@ -19,11 +19,13 @@ def _const(a: np.ndarray) -> Tensor:
 # ------------------------------------------------------------------------------------ unary
 
 class Neg(Function):
+    reads_inputs = False
     def forward(self, x): return np.negative(x)
     def backward(self, grad, out): return -grad
 
 
 class Exp(Function):
+    reads_inputs = False
     def forward(self, x): return np.exp(x)
     def backward(self, grad, out): return grad * out                       # d e^x = e^x
 
@@ -34,6 +36,7 @@ class Log(Function):
 
 
 class Sqrt(Function):
+    reads_inputs = False
     def forward(self, x): return np.sqrt(x)
     def backward(self, grad, out): return grad / (out * 2)                  # d sqrt x = 1/(2 sqrt x)
 
@@ -44,16 +47,19 @@ class Abs(Function):
 
 
 class Relu(Function):
+    reads_inputs = False
     def forward(self, x): return np.maximum(x, 0)
     def backward(self, grad, out): return grad * _const(out.data > 0)       # subgradient 0 at 0
 
 
 class Tanh(Function):
+    reads_inputs = False
     def forward(self, x): return np.tanh(x)
     def backward(self, grad, out): return grad * (1 - out * out)            # 1 - tanh^2
 
 
 class Sigmoid(Function):
+    reads_inputs = False
     def forward(self, x):
         # 1/(1+e^-x) = e^x/(1+e^x): take the form whose exp is of -|x|, so it never overflows
         e = np.exp(-np.abs(x))
@@ -62,6 +68,7 @@ class Sigmoid(Function):
 
 
 class Cast(Function):
+    reads_inputs = False
     def forward(self, x, dtype):
         return x.astype(dtype)
     def backward(self, grad, out): return grad.cast(self.parents[0].dtype)
@@ -70,11 +77,13 @@ class Cast(Function):
 # ----------------------------------------------------------------------------------- binary
 
 class Add(Function):
+    reads_inputs = False
     def forward(self, a, b): return a + b
     def backward(self, grad, out): return grad, grad
 
 
 class Sub(Function):
+    reads_inputs = False
     def forward(self, a, b): return a - b
     def backward(self, grad, out): return grad, -grad if self.needs[1] else None
 
@@ -122,6 +131,7 @@ def _kept(shape: tuple[int, ...], axis: tuple[int, ...]) -> tuple[int, ...]:
 
 
 class Sum(Function):
+    reads_inputs = False
     def forward(self, x, axis, keepdims):
         self.axis = axis
         return x.sum(axis=axis, keepdims=keepdims)
@@ -182,6 +192,7 @@ class GetItem(Function):
 
 class IndexAdd(Function):
     """zeros(shape) with x added at `index`; repeated indices accumulate (np.add.at semantics)."""
+    reads_inputs = False
     def forward(self, x, shape, index):
         self.index = index
         out = np.zeros(shape, x.dtype)
