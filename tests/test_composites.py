@@ -406,3 +406,20 @@ def test_nan_propagates_to_its_example_in_layer_norm_and_cross_entropy(rng):
     losses.sum().backward()
     np.testing.assert_array_equal(np.isnan(z.grad.data).any(1), [False, False, False, True, False])
     assert np.isnan(F.cross_entropy(tg.Tensor(x), np.array([0, 1, 2, 3, 0])).item())
+
+
+@pytest.mark.parametrize("shape, target", [((4, 3), (1, 3)), ((4, 3), (3,)), ((2, 4, 3), (4, 1)), ((2, 4, 3), ()),
+                                           ((4, 3), (4, 3)), ((2, 1, 3), (1, 1, 3))])
+def test_sum_to_size_is_the_adjoint_of_broadcast_to(shape, target, rng):
+    """<broadcast_to(v), g> = <v, sum_to_size(g)> for every v, g; the values are NumPy's sums."""
+    g = tg.Tensor(rng.standard_normal(shape), requires_grad=True)
+    v = rng.standard_normal(target)
+    s = g.sum_to_size(target)
+    assert s.shape == target
+    np.testing.assert_allclose(float(np.sum(np.broadcast_to(v, shape) * g.data)), float(np.sum(v * s.data)), rtol=1e-13)
+    assert gradcheck(lambda t: t.sum_to_size(target), [g])
+
+
+def test_sum_to_size_rejects_a_shape_that_does_not_broadcast(rng):
+    with pytest.raises(ValueError, match=r"sum_to_size: \(4, 3\) does not broadcast from \(2, 3\)"):
+        tg.Tensor(rng.standard_normal((4, 3))).sum_to_size(2, 3)

@@ -200,15 +200,12 @@ def _toposort(roots: Sequence[Tensor]) -> list[Tensor]:
 
 
 def _unbroadcast(g: Tensor, shape: tuple[int, ...], ctx: Function) -> Tensor:
-    """Sum `g` over the axes broadcasting added or stretched, so it has `shape` again:
-    the adjoint of broadcast_to, and the one place the engine undoes broadcasting."""
+    """A rule's gradient `g`, given in the broadcast (output) shape, summed back to its input's
+    `shape`: the one place the engine undoes broadcasting (see Tensor.sum_to_size)."""
     lead = g.ndim - len(shape)
     if lead < 0 or any(s != 1 and s != gs for s, gs in zip(shape, g.shape[lead:])):
         raise RuntimeError(f"{ctx!r}.backward returned {g.shape} for input {shape}")
-    axes = tuple(range(lead)) + tuple(lead + i for i, s in enumerate(shape) if s == 1 and g.shape[lead + i] != 1)
-    if axes:
-        g = g.sum(axis=axes)
-    return g.reshape(shape) if g.shape != shape else g
+    return g.sum_to_size(shape)
 
 
 def _as_list(x: Any) -> list:

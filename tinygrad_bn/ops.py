@@ -85,7 +85,8 @@ class Add(Function):
 class Sub(Function):
     reads_inputs = False
     def forward(self, a, b): return a - b
-    def backward(self, grad, out): return grad, -grad if self.needs[1] else None
+    def backward(self, grad, out):  # a broadcast b gets -sum(grad): sum first, so the negation is small
+        return grad, -grad.sum_to_size(self.parents[1].shape) if self.needs[1] else None
 
 
 class Mul(Function):
@@ -100,8 +101,8 @@ class Mul(Function):
 class Div(Function):
     def forward(self, a, b): return a / b
     def backward(self, grad, out):                                          # d(a/b) = da/b - (a/b) db/b
-        b = self.parents[1]
-        return grad / b if self.needs[0] else None, -grad * out / b if self.needs[1] else None
+        b = self.parents[1]  # a broadcast b: sum grad * out down to b's shape before the small division
+        return grad / b if self.needs[0] else None, -(grad * out).sum_to_size(b.shape) / b if self.needs[1] else None
 
 
 class Pow(Function):
@@ -136,8 +137,8 @@ class Sum(Function):
         self.axis = axis
         return x.sum(axis=axis, keepdims=keepdims)
     def backward(self, grad, out):                                          # adjoint of sum: broadcast
-        shape = self.parents[0].shape
-        return grad.reshape(_kept(shape, self.axis)).broadcast_to(shape)
+        shape, kept = self.parents[0].shape, _kept(self.parents[0].shape, self.axis)
+        return (grad if grad.shape == kept else grad.reshape(kept)).broadcast_to(shape)
 
 
 class Max(Function):

@@ -264,6 +264,19 @@ class Tensor:
     def std(self, axis: Any = None, keepdims: bool = False, correction: int = 0) -> Tensor:
         return self.var(axis, keepdims, correction).sqrt()
 
+    def sum_to_size(self, *shape: Any) -> Tensor:
+        """Sum over the axes that broadcasting `shape` to self.shape would add or stretch, so the
+        result has `shape` (PyTorch's sum_to_size): the adjoint of broadcast_to."""
+        shape = _shape(shape)
+        lead = self.ndim - len(shape)
+        if lead < 0 or any(n != 1 and n != m for n, m in zip(shape, self.shape[lead:])):
+            raise ValueError(f"sum_to_size: {self.shape} does not broadcast from {shape}")
+        stretched = tuple(lead + i for i, n in enumerate(shape) if n == 1 and self.shape[lead + i] != 1)
+        if not lead:  # keepdims gives the shape directly: no reshape, so the result owns its array
+            return self.sum(stretched, keepdims=True) if stretched else self
+        out = self.sum(tuple(range(lead)) + stretched)
+        return out.reshape(shape) if stretched else out
+
     def _shift(self, axes: tuple[int, ...]) -> Tensor:
         """The max over `axes` (kept), as a constant outside the graph; 0 where it is not finite."""
         if self.data.size == 0:  # an empty axis: nothing to shift
