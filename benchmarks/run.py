@@ -58,16 +58,21 @@ MiB = 2**20
 
 # ------------------------------------------------------------------------------ measuring
 
-def median_time(run, repeats: int, setup=None, warmup: int = 1) -> float:
-    """Median seconds of run() over `repeats`, after `warmup` untimed runs. With `setup`, time
-    run(setup()) and leave setup out of the timing."""
-    times = []
-    for _ in range(warmup + repeats):
+def median_time(run, repeats: int, setup=None, warmup: int = 1, min_repeat: float = 0.02) -> float:
+    """Median seconds per run() over `repeats`, after `warmup` untimed runs. A call shorter than
+    `min_repeat` is timed as a loop of calls lasting about that long (as timeit does), so a
+    sub-millisecond case is not at the mercy of the timer and one interruption. With `setup`,
+    time run(setup()) once per repeat, leaving setup out of the timing."""
+    times, number = [], 1
+    for i in range(warmup + repeats):
         arg = setup() if setup else None
         gc.collect()
         t0 = time.perf_counter()
-        run(arg) if setup else run()
-        times.append(time.perf_counter() - t0)
+        for _ in range(number):
+            run(arg) if setup else run()
+        times.append((time.perf_counter() - t0) / number)
+        if i == warmup - 1 and not setup:
+            number = max(1, math.ceil(min_repeat / times[-1]))
     return statistics.median(times[warmup:])
 
 

@@ -138,7 +138,7 @@ class Sum(Function):
         return x.sum(axis=axis, keepdims=keepdims)
     def backward(self, grad, out):                                          # adjoint of sum: broadcast
         shape, kept = self.parents[0].shape, _kept(self.parents[0].shape, self.axis)
-        return (grad if grad.shape == kept else grad.reshape(kept)).broadcast_to(shape)
+        return BroadcastTo.apply(grad if grad.shape == kept else Reshape.apply(grad, shape=kept), shape=shape)
 
 
 class Max(Function):
@@ -156,7 +156,7 @@ class Max(Function):
 # --------------------------------------------------------------------------------- movement
 
 class Reshape(Function):
-    def forward(self, x, shape): return np.reshape(x, shape)
+    def forward(self, x, shape): return x.reshape(shape)
     def backward(self, grad, out): return grad.reshape(self.parents[0].shape)
 
 
@@ -170,15 +170,19 @@ class Transpose(Function):
 class BroadcastTo(Function):
     def forward(self, x, shape):
         lead = len(shape) - x.ndim
-        if lead < 0 or any(n != 1 and n != m for n, m in zip(x.shape, shape[lead:])):
+        if lead < 0:
             raise ValueError(f"cannot broadcast {x.shape} to {shape}")
         if not x.flags.c_contiguous:
             return np.broadcast_to(x, shape)
         # a read-only view with stride 0 along the stretched axes: what np.broadcast_to returns,
         # built directly (np.broadcast_to's general machinery costs ten times as much on small arrays)
-        strides = (0,) * lead + tuple(0 if n == 1 else st for n, st in zip(x.shape, x.strides))
+        strides = [0] * lead
+        for n, m, st in zip(x.shape, shape[lead:], x.strides):
+            if n != m and n != 1:
+                raise ValueError(f"cannot broadcast {x.shape} to {shape}")
+            strides.append(st if n == m else 0)
         view = np.ndarray(shape, x.dtype, x, 0, strides)
-        view.flags.writeable = False
+        view.setflags(write=False)
         return view
     def backward(self, grad, out): return grad                              # the engine sums it back
 

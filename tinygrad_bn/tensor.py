@@ -45,7 +45,7 @@ def _axes(axis: Any, ndim: int, op: str) -> tuple[int, ...]:
 
 def _frozen(a: np.ndarray) -> Tensor:
     """A constant the library made (a wrapped number, a shift): read-only, so never anybody's data."""
-    a.flags.writeable = False
+    a.setflags(write=False)
     return Tensor._wrap(a)
 
 
@@ -253,7 +253,7 @@ class Tensor:
 
     def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
         axes = _axes(axis, self.ndim, "mean")
-        return self.sum(axes, keepdims) / math.prod(self.shape[a] for a in axes)
+        return Sum.apply(self, axis=axes, keepdims=keepdims) / math.prod(self.shape[a] for a in axes)
 
     def var(self, axis: Any = None, keepdims: bool = False, correction: int = 0) -> Tensor:
         """sum (x - mean)^2 / (n - correction): correction=0 is the biased variance batch norm uses."""
@@ -273,8 +273,8 @@ class Tensor:
             raise ValueError(f"sum_to_size: {self.shape} does not broadcast from {shape}")
         stretched = tuple(lead + i for i, n in enumerate(shape) if n == 1 and self.shape[lead + i] != 1)
         if not lead:  # keepdims gives the shape directly: no reshape, so the result owns its array
-            return self.sum(stretched, keepdims=True) if stretched else self
-        out = self.sum(tuple(range(lead)) + stretched)
+            return Sum.apply(self, axis=stretched, keepdims=True) if stretched else self
+        out = Sum.apply(self, axis=tuple(range(lead)) + stretched, keepdims=False)
         return out.reshape(shape) if stretched else out
 
     def _shift(self, axes: tuple[int, ...]) -> Tensor:
