@@ -1,6 +1,8 @@
 """ONE table of ops drives the forward check (against NumPy), gradcheck and gradgradcheck
 (against float64 central differences), every broadcasting pattern, and a test of each backward
 rule on its own (called directly, so a failure points at the rule, not the engine)."""
+import math
+
 import numpy as np
 import pytest
 from conftest import GRAD_TOL, leaf
@@ -252,3 +254,15 @@ def test_pow_at_zero_follows_pytorch():
     (a ** b).sum().backward()
     np.testing.assert_array_equal(a.grad.data, [0.0, 0.0, 12.0])
     np.testing.assert_array_equal(b.grad.data, [0.0, 0.0, 8 * np.log(2.0)])
+
+
+@pytest.mark.parametrize("shape, to", [((1, 4), (5, 4)), ((3, 1), (3, 6)), ((4,), (2, 3, 4)), ((1, 1), (2, 2))])
+def test_a_broadcast_times_a_number_scales_each_distinct_value_once(shape, to, rng):
+    """Mul computes a stride-0 broadcast times a number on the distinct values and broadcasts the
+    result: values, dtype and gradients must be those of the full product."""
+    x = leaf(rng, shape)
+    y = x.broadcast_to(to) * 2.5
+    np.testing.assert_array_equal(y.data, np.broadcast_to(x.data, to) * 2.5)
+    assert y.shape == to and y.dtype == x.dtype
+    assert gradcheck(lambda t: t.broadcast_to(to) * 2.5 * tg.Tensor(np.arange(math.prod(to)).reshape(to) + 1.0), [x])
+    assert gradgradcheck(lambda t: (t.broadcast_to(to) * 2.5) * t.broadcast_to(to), [x])

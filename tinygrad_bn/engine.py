@@ -201,11 +201,11 @@ def _toposort(roots: Sequence[Tensor]) -> list[Tensor]:
 
 def _unbroadcast(g: Tensor, shape: tuple[int, ...], ctx: Function) -> Tensor:
     """A rule's gradient `g`, given in the broadcast (output) shape, summed back to its input's
-    `shape`: the one place the engine undoes broadcasting (see Tensor.sum_to_size)."""
+    `shape`: the one place the engine undoes broadcasting (Tensor.sum_to_size's sums)."""
     lead = g.ndim - len(shape)
     if lead < 0 or any(s != 1 and s != gs for s, gs in zip(shape, g.shape[lead:])):
         raise RuntimeError(f"{ctx!r}.backward returned {g.shape} for input {shape}")
-    return g.sum_to_size(shape)
+    return g._sum_to(shape)
 
 
 def _as_list(x: Any) -> list:

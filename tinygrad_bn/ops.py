@@ -86,15 +86,20 @@ class Sub(Function):
     reads_inputs = False
     def forward(self, a, b): return a - b
     def backward(self, grad, out):  # a broadcast b gets -sum(grad): sum first, so the negation is small
-        return grad, -grad.sum_to_size(self.parents[1].shape) if self.needs[1] else None
+        return grad, -grad._sum_to(self.parents[1].shape) if self.needs[1] else None
 
 
 class Mul(Function):
-    def forward(self, a, b): return a * b
+    def forward(self, a, b):
+        if b.ndim == 0 and 0 in a.strides and a.size:  # a broadcast (often a gradient) times a number:
+            distinct = a[tuple(slice(None) if st else slice(0, 1) for st in a.strides)]  # scale each value once
+            return np.broadcast_to(distinct * b, a.shape)
+        return a * b
     def backward(self, grad, out):
         a, b = self.parents
         if a is b:  # a * a: d(a^2) = 2a da in one product, exactly what the two halves would sum to
-            return grad * (a * 2), None
+            # (doubling is exact); doubling grad, often a stride-0 broadcast from a sum, reads less
+            return grad * 2 * a, None
         return grad * b if self.needs[0] else None, grad * a if self.needs[1] else None
 
 
@@ -102,7 +107,7 @@ class Div(Function):
     def forward(self, a, b): return a / b
     def backward(self, grad, out):                                          # d(a/b) = da/b - (a/b) db/b
         b = self.parents[1]  # a broadcast b: sum grad * out down to b's shape before the small division
-        return grad / b if self.needs[0] else None, -(grad * out).sum_to_size(b.shape) / b if self.needs[1] else None
+        return grad / b if self.needs[0] else None, -(grad * out)._sum_to(b.shape) / b if self.needs[1] else None
 
 
 class Pow(Function):

@@ -271,11 +271,16 @@ class Tensor:
         lead = self.ndim - len(shape)
         if lead < 0 or any(n != 1 and n != m for n, m in zip(shape, self.shape[lead:])):
             raise ValueError(f"sum_to_size: {self.shape} does not broadcast from {shape}")
+        return self._sum_to(shape)
+
+    def _sum_to(self, shape: tuple[int, ...]) -> Tensor:
+        """sum_to_size for a `shape` known to broadcast to self.shape (the engine's unbroadcast)."""
+        lead = self.ndim - len(shape)
         stretched = tuple(lead + i for i, n in enumerate(shape) if n == 1 and self.shape[lead + i] != 1)
         if not lead:  # keepdims gives the shape directly: no reshape, so the result owns its array
             return Sum.apply(self, axis=stretched, keepdims=True) if stretched else self
         out = Sum.apply(self, axis=tuple(range(lead)) + stretched, keepdims=False)
-        return out.reshape(shape) if stretched else out
+        return Reshape.apply(out, shape=shape) if stretched else out
 
     def _shift(self, axes: tuple[int, ...]) -> Tensor:
         """The max over `axes` (kept), as a constant outside the graph; 0 where it is not finite."""
