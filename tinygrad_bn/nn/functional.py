@@ -47,8 +47,9 @@ def _need_tensor(fn: str, **args: Any) -> None:
 
 
 def _channel(v: Tensor | None, ndim: int) -> Tensor | None:
-    """A per-channel (C,) vector shaped (1, C, 1, ...) to broadcast against (N, C, ...)."""
-    return None if v is None else v.reshape((1, -1) + (1,) * (ndim - 2))
+    """A per-channel (C,) vector shaped (1, C, 1, ...) to broadcast against (N, C, ...); against
+    (N, C) it broadcasts as it is (no reshape op in the graph)."""
+    return v if v is None or ndim == 2 else v.reshape((1, -1) + (1,) * (ndim - 2))
 
 
 def _affine(x_hat: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
