@@ -336,7 +336,9 @@ def _accumulate(t: Tensor, g: Tensor, create_graph: bool, stored: set[int]) -> N
     another tensor or the caller, so an in-place change to one .grad leaks nowhere. With
     create_graph the copy is a graph op (clone), so the gradient stays differentiable."""
     if id(g) in stored or not g.data.flags.writeable or g.data.base is not None:
-        g = g.clone() if create_graph else Tensor._wrap(g.data.copy())
+        # order="K" keeps the layout: a transposed view (a weight's gradient through w.T) is copied
+        # as one contiguous block instead of element by element, and stays a transpose
+        g = g.clone() if create_graph else Tensor._wrap(g.data.copy(order="K"))
     stored.add(id(g))
     t.grad = g if t.grad is None else t.grad + g
 
