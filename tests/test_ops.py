@@ -256,13 +256,15 @@ def test_pow_at_zero_follows_pytorch():
     np.testing.assert_array_equal(b.grad.data, [0.0, 0.0, 8 * np.log(2.0)])
 
 
-@pytest.mark.parametrize("shape, to", [((1, 4), (5, 4)), ((3, 1), (3, 6)), ((4,), (2, 3, 4)), ((1, 1), (2, 2))])
+@pytest.mark.parametrize("shape, to", [((1, 64), (72, 64)), ((72, 1), (72, 64)), ((64,), (2, 36, 64)),
+                                       ((1, 1), (72, 64)), ((1, 4), (5, 4))])
 def test_a_broadcast_times_a_number_scales_each_distinct_value_once(shape, to, rng):
-    """Mul computes a stride-0 broadcast times a number on the distinct values and broadcasts the
-    result: values, dtype and gradients must be those of the full product."""
+    """Mul computes a big (> 4096 elements) stride-0 broadcast times a number on the distinct values
+    and broadcasts the result: values, dtype and gradients must be those of the full product."""
     x = leaf(rng, shape)
     y = x.broadcast_to(to) * 2.5
     np.testing.assert_array_equal(y.data, np.broadcast_to(x.data, to) * 2.5)
     assert y.shape == to and y.dtype == x.dtype
+    assert (0 in y.data.strides) == (y.size > 4096)  # the product was not materialized
     assert gradcheck(lambda t: t.broadcast_to(to) * 2.5 * tg.Tensor(np.arange(math.prod(to)).reshape(to) + 1.0), [x])
     assert gradgradcheck(lambda t: (t.broadcast_to(to) * 2.5) * t.broadcast_to(to), [x])

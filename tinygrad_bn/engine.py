@@ -256,6 +256,7 @@ def backprop(outputs: list[Tensor], seeds: list[Tensor], retain_graph: bool, cre
     found: dict[Tensor, Tensor] = {}
     freed: Any = None  # a freed node that got a gradient but, its inputs released, leads nowhere known
     to_store: list[tuple[Tensor, Tensor]] = []
+    anomaly = _State.anomaly
     try:
         with (enable_grad() if create_graph else no_grad()):
             for t in reversed(order):
@@ -277,14 +278,14 @@ def backprop(outputs: list[Tensor], seeds: list[Tensor], retain_graph: bool, cre
                     raise _freed_error(ctx, t)
                 if ctx.locked is not None:
                     _check_unchanged(ctx)
-                if _State.anomaly:
+                if anomaly:
                     _State.rule = ctx
                 if create_graph:  # ops recorded now belong to ctx's backward rule (the renderer groups them)
                     _State.grad_of = ctx
                 in_grads = ctx.backward(g, t)
                 if type(in_grads) is not tuple:
                     in_grads = (in_grads,)
-                if _State.anomaly:
+                if anomaly:
                     _State.rule = None
                     for pg in in_grads:
                         if pg is not None:
@@ -310,7 +311,7 @@ def backprop(outputs: list[Tensor], seeds: list[Tensor], retain_graph: bool, cre
                         grads[p] = prev + pg
                         _State.grad_of = ctx
                     else:
-                        grads[p] = prev + pg
+                        grads[p] = _Add(prev, pg)  # prev + pg: both the input's shape and dtype already
             if freed and len(found) < len(wanted):  # an input may lie behind the freed node: say so
                 raise _freed_error(*freed)
             stored: set[int] = {id(s) for s in seeds}
@@ -375,3 +376,6 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor], 
 
 from .guards import _check_finite, _check_unchanged, _lock, _user_site  # noqa: E402  (guards builds on this module)
 from .tensor import Tensor  # noqa: E402  (tensor.py imports this module; Function.apply makes Tensors)
+from .ops import Add  # noqa: E402  (ops.py builds on Function)
+
+_Add = Add.apply

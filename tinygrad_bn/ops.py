@@ -91,9 +91,10 @@ class Sub(Function):
 
 class Mul(Function):
     def forward(self, a, b):
-        if b.ndim == 0 and 0 in a.strides and a.size:  # a broadcast (often a gradient) times a number:
-            distinct = a[tuple(slice(None) if st else slice(0, 1) for st in a.strides)]  # scale each value once
-            return np.broadcast_to(distinct * b, a.shape)
+        # a big broadcast (often a gradient) times a number: scale each distinct value once
+        if b.ndim == 0 and a.size > 4096 and 0 in a.strides:
+            distinct = a[tuple(slice(None) if st else slice(0, 1) for st in a.strides)]
+            return _broadcast(distinct * b, a.shape)
         return a * b
     def backward(self, grad, out):
         a, b = self.parents
@@ -172,23 +173,27 @@ class Transpose(Function):
     def backward(self, grad, out): return grad.transpose(*np.argsort(self.axes).tolist())
 
 
-class BroadcastTo(Function):
-    def forward(self, x, shape):
-        lead = len(shape) - x.ndim
-        if lead < 0:
+def _broadcast(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """np.broadcast_to(x, shape): a read-only view with stride 0 along the stretched axes, built
+    directly for contiguous x (np.broadcast_to's general machinery costs ten times as much on
+    small arrays)."""
+    lead = len(shape) - x.ndim
+    if lead < 0:
+        raise ValueError(f"cannot broadcast {x.shape} to {shape}")
+    if not x.flags.c_contiguous:
+        return np.broadcast_to(x, shape)
+    strides = [0] * lead
+    for n, m, st in zip(x.shape, shape[lead:], x.strides):
+        if n != m and n != 1:
             raise ValueError(f"cannot broadcast {x.shape} to {shape}")
-        if not x.flags.c_contiguous:
-            return np.broadcast_to(x, shape)
-        # a read-only view with stride 0 along the stretched axes: what np.broadcast_to returns,
-        # built directly (np.broadcast_to's general machinery costs ten times as much on small arrays)
-        strides = [0] * lead
-        for n, m, st in zip(x.shape, shape[lead:], x.strides):
-            if n != m and n != 1:
-                raise ValueError(f"cannot broadcast {x.shape} to {shape}")
-            strides.append(st if n == m else 0)
-        view = np.ndarray(shape, x.dtype, x, 0, strides)
-        view.setflags(write=False)
-        return view
+        strides.append(st if n == m else 0)
+    view = np.ndarray(shape, x.dtype, x, 0, strides)
+    view.setflags(write=False)
+    return view
+
+
+class BroadcastTo(Function):
+    def forward(self, x, shape): return _broadcast(x, shape)
     def backward(self, grad, out): return grad                              # the engine sums it back
 
 
