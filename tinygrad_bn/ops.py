@@ -225,5 +225,10 @@ class MatMul(Function):
     def forward(self, a, b): return np.matmul(a, b)
     def backward(self, grad, out):                                          # dA = G B^T, dB = A^T G
         a, b = self.parents
-        return (grad @ b.swapaxes(-1, -2) if self.needs[0] else None,
-                a.swapaxes(-1, -2) @ grad if self.needs[1] else None)
+        if not self.needs[1]:
+            db = None
+        elif b.ndim == 2 and b.data.flags.f_contiguous and not b.data.flags.c_contiguous:
+            db = (grad.swapaxes(-1, -2) @ a).swapaxes(-1, -2)  # b is a transpose (x @ w.T): so is dB, and
+        else:                                                  # w's gradient comes out in w's own layout
+            db = a.swapaxes(-1, -2) @ grad
+        return grad @ b.swapaxes(-1, -2) if self.needs[0] else None, db
