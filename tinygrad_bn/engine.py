@@ -136,7 +136,8 @@ class Function:
             needs = [p.requires_grad for p in parents]
             if True in needs:
                 ctx.parents, ctx.needs, ctx.scope, ctx.grad_of = parents, needs, _State.scope, _State.grad_of
-                ctx.arrays, ctx.locked = arrays, _lock(parents, arrays) if cls.reads_inputs else None
+                ctx.locked = _lock(parents, arrays) if cls.reads_inputs else None
+                ctx.arrays = arrays if ctx.locked is not None else None  # what _check_unchanged compares
                 out._ctx, out.requires_grad = ctx, True
         return out
 
