@@ -473,9 +473,12 @@ def main() -> None:
     sys.stdout.flush()
 
     bn = [case_batch_norm(s, repeats) for s in ((4096, 1024), (256, 1024), (64, 256))]
+    timed = [case_cross_entropy(repeats), case_overhead(chain_n, repeats), case_mlp(repeats),
+             case_chain_linearity(lin_small, lin_big, repeats)]
+    # memory last: after torch.profiler has run, pure-Python code in this process runs ~40% slower
+    # (per-op overhead measured 7.6 -> 11.2 us), which would be charged to tinygrad_bn alone
     memory, memory_note = case_memory((4096, 1024))
-    rows = [*bn, case_cross_entropy(repeats), case_overhead(chain_n, repeats), case_mlp(repeats), memory,
-            bn_linearity(bn[1], bn[0], 256 * 1024, 4096 * 1024), case_chain_linearity(lin_small, lin_big, repeats)]
+    rows = [*bn, *timed[:3], memory, bn_linearity(bn[1], bn[0], 256 * 1024, 4096 * 1024), timed[3]]
     print_table(rows)
     notes = [memory_note, "composed and fused PyTorch are the same thing for adds/muls: shown once"]
     print("\n" + "\n".join(notes))
