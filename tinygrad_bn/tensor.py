@@ -184,11 +184,12 @@ class Tensor:
             b = b.cast(DEFAULT_FLOAT) if b.data.dtype.kind in "biu" else b
         return a, b
 
-    def __add__(self, x): return Add.apply(*self._pair(x))
+    # Tensor op Tensor needs no lifting or casting (only numbers and true division do): skip _pair
+    def __add__(self, x): return Add.apply(self, x) if type(x) is Tensor else Add.apply(*self._pair(x))
     def __radd__(self, x): return Add.apply(*self._pair(x)[::-1])
-    def __sub__(self, x): return Sub.apply(*self._pair(x))
+    def __sub__(self, x): return Sub.apply(self, x) if type(x) is Tensor else Sub.apply(*self._pair(x))
     def __rsub__(self, x): return Sub.apply(*self._pair(x)[::-1])
-    def __mul__(self, x): return Mul.apply(*self._pair(x))
+    def __mul__(self, x): return Mul.apply(self, x) if type(x) is Tensor else Mul.apply(*self._pair(x))
     def __rmul__(self, x): return Mul.apply(*self._pair(x)[::-1])
     def __truediv__(self, x): return Div.apply(*self._pair(x, true_div=True))
     def __rtruediv__(self, x): return Div.apply(*self._pair(x, true_div=True)[::-1])
