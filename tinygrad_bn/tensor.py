@@ -191,7 +191,10 @@ class Tensor:
     def __rsub__(self, x): return Sub.apply(*self._pair(x)[::-1])
     def __mul__(self, x): return Mul.apply(self, x) if type(x) is Tensor else Mul.apply(*self._pair(x))
     def __rmul__(self, x): return Mul.apply(*self._pair(x)[::-1])
-    def __truediv__(self, x): return Div.apply(*self._pair(x, true_div=True))
+    def __truediv__(self, x):
+        if type(x) is Tensor and self.data.dtype.kind == "f":  # only an integer numerator is cast
+            return Div.apply(self, x)
+        return Div.apply(*self._pair(x, true_div=True))
     def __rtruediv__(self, x): return Div.apply(*self._pair(x, true_div=True)[::-1])
     def __pow__(self, x): return Pow.apply(*self._pair(x))
     def __rpow__(self, x): return Pow.apply(*self._pair(x)[::-1])
