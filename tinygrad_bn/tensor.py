@@ -178,23 +178,21 @@ class Tensor:
     def _pair(self, x: Any, true_div: bool = False) -> tuple[Tensor, Tensor]:
         """(self, x) ready for a binary op. Integer operands meeting a Python float, or a true
         division, are computed in float32 as PyTorch does (NumPy would promote to float64)."""
+        if type(x) is Tensor and (not true_div or self.data.dtype.kind == "f"):  # the common case: as they are
+            return self, x
         a, b = self, self._lift(x)
         if (true_div or isinstance(x, (float, np.floating))) and a.data.dtype.kind in "biu":
             a = a.cast(DEFAULT_FLOAT)
             b = b.cast(DEFAULT_FLOAT) if b.data.dtype.kind in "biu" else b
         return a, b
 
-    # Tensor op Tensor needs no lifting or casting (only numbers and true division do): skip _pair
-    def __add__(self, x): return Add.apply(self, x) if type(x) is Tensor else Add.apply(*self._pair(x))
+    def __add__(self, x): return Add.apply(*self._pair(x))
     def __radd__(self, x): return Add.apply(*self._pair(x)[::-1])
-    def __sub__(self, x): return Sub.apply(self, x) if type(x) is Tensor else Sub.apply(*self._pair(x))
+    def __sub__(self, x): return Sub.apply(*self._pair(x))
     def __rsub__(self, x): return Sub.apply(*self._pair(x)[::-1])
-    def __mul__(self, x): return Mul.apply(self, x) if type(x) is Tensor else Mul.apply(*self._pair(x))
+    def __mul__(self, x): return Mul.apply(*self._pair(x))
     def __rmul__(self, x): return Mul.apply(*self._pair(x)[::-1])
-    def __truediv__(self, x):
-        if type(x) is Tensor and self.data.dtype.kind == "f":  # only an integer numerator is cast
-            return Div.apply(self, x)
-        return Div.apply(*self._pair(x, true_div=True))
+    def __truediv__(self, x): return Div.apply(*self._pair(x, true_div=True))
     def __rtruediv__(self, x): return Div.apply(*self._pair(x, true_div=True)[::-1])
     def __pow__(self, x): return Pow.apply(*self._pair(x))
     def __rpow__(self, x): return Pow.apply(*self._pair(x)[::-1])
