@@ -806,9 +806,9 @@ def _writable(t: Tensor) -> bool:
 
 def test_a_held_array_is_read_only_exactly_while_some_live_graph_reads_it():
     x = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
-    y1, y2 = (x * x).sum(), (x * 3.0).sum()
+    y1, y2 = x * x, (x * 3.0).sum()   # y1 itself is Mul's output: its op outlives the backward
     assert not _writable(x)
-    y1.backward()                     # frees y1's graph; y2's still reads x
+    y1.backward(np.ones(3))           # frees y1's graph (its saved values and holds); y2's still reads x
     assert not _writable(x)
     del y2                            # the last graph reading x is gone
     assert _writable(x)
