@@ -203,8 +203,7 @@ def _toposort(roots: Sequence[Tensor]) -> list[Tensor]:
 def _unbroadcast(g: Tensor, shape: tuple[int, ...], ctx: Function) -> Tensor:
     """A rule's gradient `g`, given in the broadcast (output) shape, summed back to its input's
     `shape`: the one place the engine undoes broadcasting (Tensor.sum_to_size's sums)."""
-    lead = g.ndim - len(shape)
-    if lead < 0 or any(s != 1 and s != gs for s, gs in zip(shape, g.shape[lead:])):
+    if not _broadcasts_to(shape, g.shape):
         raise RuntimeError(f"{ctx!r}.backward returned {g.shape} for input {shape}")
     return g._sum_to(shape)
 
@@ -376,7 +375,7 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor], 
 
 
 from .guards import _check_finite, _check_unchanged, _lock, _user_site  # noqa: E402  (guards builds on this module)
-from .tensor import Tensor  # noqa: E402  (tensor.py imports this module; Function.apply makes Tensors)
+from .tensor import Tensor, _broadcasts_to  # noqa: E402  (tensor.py imports this module; apply makes Tensors)
 from .ops import Add  # noqa: E402  (ops.py builds on Function)
 
 _Add = Add.apply

@@ -44,6 +44,12 @@ def _axes(axis: Any, ndim: int, op: str) -> tuple[int, ...]:
     return tuple(norm)
 
 
+def _broadcasts_to(small: tuple[int, ...], big: tuple[int, ...]) -> bool:
+    """Whether broadcasting turns shape `small` into `big` (only adding axes or stretching 1s)."""
+    lead = len(big) - len(small)
+    return lead >= 0 and all(n == 1 or n == m for n, m in zip(small, big[lead:]))
+
+
 def _frozen(a: np.ndarray) -> Tensor:
     """A constant the library made (a wrapped number, a shift): read-only, so never anybody's data."""
     a.setflags(write=False)
@@ -273,8 +279,7 @@ class Tensor:
         """Sum over the axes that broadcasting `shape` to self.shape would add or stretch, so the
         result has `shape` (PyTorch's sum_to_size): the adjoint of broadcast_to."""
         shape = _shape(shape)
-        lead = self.ndim - len(shape)
-        if lead < 0 or any(n != 1 and n != m for n, m in zip(shape, self.shape[lead:])):
+        if not _broadcasts_to(shape, self.shape):
             raise ValueError(f"sum_to_size: {self.shape} does not broadcast from {shape}")
         return self._sum_to(shape)
 
