@@ -139,12 +139,13 @@ def _kept(shape: tuple[int, ...], axis: tuple[int, ...]) -> tuple[int, ...]:
 
 class Sum(Function):
     reads_inputs = False
-    def forward(self, x, axis, keepdims):
+    def forward(self, x, axis, keepdims, dtype=None):  # dtype: accumulate (and return) in it
         self.axis = axis
-        return x.sum(axis=axis, keepdims=keepdims)
+        return x.sum(axis=axis, keepdims=keepdims, dtype=dtype)
     def backward(self, grad, out):                                          # adjoint of sum: broadcast
-        shape, kept = self.parents[0].shape, _kept(self.parents[0].shape, self.axis)
-        return BroadcastTo.apply(grad if grad.shape == kept else Reshape.apply(grad, shape=kept), shape=shape)
+        x = self.parents[0]  # cast while small (a float64 sum of float32 input), not after broadcasting
+        grad, kept = grad.cast(x.dtype) if x.dtype.kind == "f" else grad, _kept(x.shape, self.axis)
+        return BroadcastTo.apply(grad if grad.shape == kept else Reshape.apply(grad, shape=kept), shape=x.shape)
 
 
 class Max(Function):

@@ -252,8 +252,13 @@ class Tensor:
         return out.reshape(out.shape[:-1]) if x.ndim == 1 else out
 
     # ------------------------------------------------------------------------- reductions
-    def sum(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        return Sum.apply(self, axis=_axes(axis, self.ndim, "sum"), keepdims=keepdims)
+    def sum(self, axis: Any = None, keepdims: bool = False, dtype: Any = None) -> Tensor:
+        """Sum over `axis`, accumulated in `dtype` if given; integer and bool tensors sum to int64
+        (as PyTorch: a uint8 sum never wraps)."""
+        if dtype is None and self.data.dtype.kind in "biu":
+            dtype = np.int64
+        return Sum.apply(self, axis=_axes(axis, self.ndim, "sum"), keepdims=keepdims,
+                         dtype=None if dtype is None else np.dtype(dtype))
 
     def max(self, axis: Any = None, keepdims: bool = False) -> Tensor:
         """Values only (as NumPy); tied maxima share the gradient evenly."""

@@ -30,7 +30,11 @@ def standardize(x: Tensor, axes: tuple[int, ...], eps: float, given: dict[str, T
             s[name].name = name
         return s[name]
 
-    mu = stage("mu", x.mean(axes, keepdims=True))
+    # the mean of float32 input accumulated in float64, as PyTorch's CPU norm kernels do: a constant row
+    # then has mu equal to its value exactly, so xc = 0 and x_hat = 0, not rounding noise / sqrt(eps)
+    acc = np.float64 if x.dtype.itemsize < 8 and x.dtype.kind == "f" else None
+    m = math.prod(x.shape[a] for a in axes)
+    mu = stage("mu", (x.sum(axes, keepdims=True, dtype=acc) / m).cast(x.dtype))
     xc = stage("xc", x - mu)
     var = stage("var", (xc * xc).mean(axes, keepdims=True))
     std = stage("std", (var + eps).sqrt())
