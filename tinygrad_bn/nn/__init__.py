@@ -111,6 +111,11 @@ class Module:
     def to(self, dtype: Any) -> Module:
         """Cast parameters and floating buffers to `dtype` in place (integer buffers stay)."""
         dtype = np.dtype(dtype)
+        # checked before anything is cast: parameters require grad, and only floating tensors can (PyTorch's
+        # Module.to raises TypeError for integer and bool dtypes; complex too here, which has no autograd)
+        if dtype.kind != "f":
+            raise TypeError(f"{type(self).__name__}.to: only floating dtypes are accepted, got {dtype}; "
+                            "use e.g. .to(np.float64), or cast a copy of the state_dict to other dtypes")
         for t in [*self.parameters(), *self.buffers()]:
             if t.data.dtype.kind == "f":
                 t.data = t.data.astype(dtype)
@@ -179,9 +184,9 @@ class Linear(Module):
     W and b ~ U(-1/sqrt(in), 1/sqrt(in)) (kaiming_uniform with a = sqrt(5))."""
     def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype: Any = DEFAULT_FLOAT,
                  rng: np.random.Generator | None = None):
-        if min(in_features, out_features) < 0:
-            raise ValueError(f"Linear: feature counts must be >= 0, got in_features={in_features}, "
-                             f"out_features={out_features}")
+        # NumPy integers are accepted as PyTorch accepts them, and stored as Python ints
+        in_features = F._size("Linear", "in_features", in_features)
+        out_features = F._size("Linear", "out_features", out_features)
         rng = rng or default_rng()
         bound = 1 / np.sqrt(in_features) if in_features > 0 else 0.0
         self.in_features, self.out_features = in_features, out_features
@@ -252,6 +257,7 @@ class _BatchNorm(Module):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
                  track_running_stats: bool = True, dtype: Any = DEFAULT_FLOAT):
+        num_features = F._size(type(self).__name__, "num_features", num_features)
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
         self.weight = Parameter(np.ones(num_features, dtype)) if affine else None    # gamma
@@ -278,7 +284,9 @@ class _BatchNorm(Module):
                          self.running_var if update or not use_batch_stats else None, self.weight, self.bias,
                          training=use_batch_stats, momentum=momentum, eps=self.eps)
         if update:  # only after batch_norm succeeded: an error leaves the state as it was
-            self.num_batches_tracked.data[...] += 1
+            # writable_data: a graph reading the counter holds its array read-only; a write into it would fail
+            # here, after batch_norm updated the running statistics (that graph then refuses to backward)
+            self.num_batches_tracked.writable_data()[...] += 1
         return y
 
     def reset_running_stats(self) -> None:
@@ -307,7 +315,7 @@ class LayerNorm(Module):
     """Normalize each example over its trailing `normalized_shape` axes; weight 1, bias 0 initially."""
     def __init__(self, normalized_shape: int | tuple[int, ...], eps: float = 1e-5, elementwise_affine: bool = True,
                  dtype: Any = DEFAULT_FLOAT):
-        self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        self.normalized_shape = F._shape("LayerNorm", "normalized_shape", normalized_shape)
         self.eps = eps
         self.weight = Parameter(np.ones(self.normalized_shape, dtype)) if elementwise_affine else None
         self.bias = Parameter(np.zeros(self.normalized_shape, dtype)) if elementwise_affine else None

@@ -4,6 +4,7 @@ tests check the result against the formulas in tinygrad_bn/analytic.py."""
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,33 @@ def _need_tensor(fn: str, **args: Any) -> None:
             raise TypeError(f"{fn}: {k} must be a Tensor, got {type(v).__name__} (wrap arrays with tg.Tensor)")
 
 
+def _size(fn: str, what: str, n: Any) -> int:
+    """A size as a Python int: ints and NumPy integers (operator.index) as PyTorch accepts, never a float."""
+    try:
+        n = operator.index(n)
+    except TypeError:
+        raise TypeError(f"{fn}: {what} must be an int, got {type(n).__name__} {n!r}") from None
+    if n < 0:
+        raise ValueError(f"{fn}: {what} must be >= 0, got {n}")
+    return n
+
+
+def _shape(fn: str, what: str, shape: Any) -> tuple[int, ...]:
+    """An int or a sequence of ints (NumPy integers too) as a tuple of Python ints."""
+    if isinstance(shape, (int, np.integer)):
+        return (_size(fn, what, shape),)
+    if not isinstance(shape, (tuple, list)):
+        raise TypeError(f"{fn}: {what} must be an int or a tuple of ints, got {type(shape).__name__} {shape!r}")
+    return tuple(_size(fn, what, n) for n in shape)
+
+
+def _need_float(fn: str, x: Tensor) -> None:
+    """PyTorch's normalization kernels exist for floating input only (NotImplementedError for int and bool)."""
+    if x.dtype.kind != "f":
+        raise NotImplementedError(f"{fn}: input of dtype {x.dtype} is not supported, it must be floating; "
+                                  "cast it first, e.g. x.float() or x.double()")
+
+
 def _channel(v: Tensor | None, ndim: int) -> Tensor | None:
     """A per-channel (C,) vector shaped (1, C, 1, ...) to broadcast against (N, C, ...); against
     (N, C) it broadcasts as it is (no reshape op in the graph)."""
@@ -77,18 +105,29 @@ def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | Non
     running stats in place: running = (1 - momentum) running + momentum batch_stat, with the
     UNBIASED batch variance (PyTorch's convention). Eval: normalize with the running statistics
     (SEED.md section 4), which are constants of the graph. NaN in x propagates to its channel."""
-    _need_tensor("batch_norm", x=x)
-    for what, v in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
-        if v is not None:
-            if v.ndim != 1:
-                raise ValueError(f"batch_norm: {what} must be 1-D (C,), got {v.shape}")
-            _check_channels(x, v.shape[0], what)
+    # every check comes before the first write: a bad call leaves the running statistics as they were
+    given = {k: v for k, v in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
+                                ("running_var", running_var)) if v is not None}
+    _need_tensor("batch_norm", x=x, **given)
+    _need_float("batch_norm", x)
+    if (running_mean is None) != (running_var is None):  # PyTorch's ValueError; one of them would be updated alone
+        raise ValueError(f"batch_norm: running_mean and running_var must both be Tensors or both be None, got "
+                         f"{'running_var' if running_var is None else 'running_mean'}=None; pass both or neither")
+    for what, v in given.items():
+        if v.ndim != 1:
+            raise ValueError(f"batch_norm: {what} must be 1-D (C,), got {v.shape}")
+        _check_channels(x, v.shape[0], what)
     axes = (0,) + tuple(range(2, x.ndim)) if x.ndim >= 2 else (0,)
     m = math.prod(x.shape[a] for a in axes)
     if training and m <= 1:
         raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input {x.shape}")
     if not training and (running_mean is None or running_var is None):
         raise ValueError("batch_norm: eval mode needs running_mean and running_var (or pass training=True)")
+    # PyTorch's rule: a constant channel has batch variance 0, so eps is all that keeps x_hat = 0 / sqrt(0 + eps)
+    # finite in training (eps <= 0 is a ValueError); in eval the running variance is positive, eps = 0 is allowed
+    if not (eps > 0 if training else eps >= 0):
+        raise ValueError(f"batch_norm: eps must be {'positive during training' if training else 'non-negative'}, "
+                         f"got {eps}; use e.g. eps=1e-5")
     with scope("batch_norm"):
         if training:
             s = standardize(x, axes, eps)
@@ -98,9 +137,11 @@ def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | Non
         y = _affine(x_hat, _channel(weight, x.ndim), _channel(bias, x.ndim))
     if training and running_mean is not None:
         with no_grad():  # the running averages are state, not part of the graph
-            running_mean.writable_data()[...] = (1 - momentum) * running_mean.data + momentum * s["mu"].data.ravel()
-            unbiased = s["var"].data.ravel() * (m / (m - 1))
-            running_var.writable_data()[...] = (1 - momentum) * running_var.data + momentum * unbiased
+            mean = (1 - momentum) * running_mean.data + momentum * s["mu"].data.ravel()
+            var = (1 - momentum) * running_var.data + momentum * s["var"].data.ravel() * (m / (m - 1))  # unbiased
+            # both computed before either is written, so the two statistics change together or not at all
+            running_mean.writable_data()[...] = mean
+            running_var.writable_data()[...] = var
     return y
 
 
@@ -109,7 +150,8 @@ def layer_norm(x: Tensor, normalized_shape: int | tuple[int, ...], weight: Tenso
     """Normalize each example over its trailing `normalized_shape` axes (the same graph as batch
     norm with the roles of the axes swapped); weight, bias have shape normalized_shape."""
     _need_tensor("layer_norm", x=x)
-    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    _need_float("layer_norm", x)
+    shape = _shape("layer_norm", "normalized_shape", normalized_shape)
     if x.shape[x.ndim - len(shape):] != shape or x.ndim < len(shape):
         raise ValueError(f"layer_norm: input {x.shape} does not end in normalized_shape {shape}")
     for what, v in (("weight", weight), ("bias", bias)):

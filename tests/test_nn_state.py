@@ -1,0 +1,355 @@
+"""Bad input changes no state, in nn and optim: every bad call below is a clear error of PyTorch's
+exception type (naming the function or module, the problem and the fix), raised BEFORE any running
+statistic, num_batches_tracked, parameter, .grad or optimizer moment changes; and where PyTorch accepts
+the input (NumPy integer sizes, eps=0 in eval mode, a graph that read the BatchNorm buffers), the
+result is PyTorch's. Each case builds its objects, snapshots all their state, runs the bad call under
+pytest.raises(match=...) and asserts the snapshot is unchanged."""
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import numpy as np
+import pytest
+
+import tinygrad_bn as tg
+import tinygrad_bn.nn as nn
+import tinygrad_bn.nn.functional as F
+from tinygrad_bn import Tensor
+
+F64 = np.float64
+
+
+def both(*words: str) -> str:
+    """A regex matching a message that contains every one of `words` (literally), in any order."""
+    return "(?s)" + "".join(f"(?=.*{re.escape(w)})" for w in words)
+
+
+# ------------------------------------------------------------------------------ snapshots
+
+class _Same:
+    """Compared by identity: a failed call must not swap a tensor's array for another one either."""
+    def __init__(self, obj: Any):
+        self.obj = obj
+
+
+def snap(obj: Any) -> Any:
+    """Everything a call could change: values, dtypes, arrays, .grad, buffers, optimizer state."""
+    if isinstance(obj, Tensor):
+        return {"data": obj.data.copy(), "array": _Same(obj.data), "requires_grad": obj.requires_grad,
+                "grad": copy.deepcopy(obj.grad.data if isinstance(obj.grad, Tensor) else obj.grad)}
+    if isinstance(obj, np.ndarray):
+        return obj.copy()
+    if isinstance(obj, nn.Module):
+        return {"training": [m.training for m in obj.modules()],
+                **{f"parameter {k}": snap(p) for k, p in obj.named_parameters()},
+                **{f"buffer {k}": snap(b) for k, b in obj.named_buffers()}}
+    if isinstance(obj, tg.optim.Optimizer):
+        hyper = ("lr", *getattr(obj, "hyper", ()))
+        return {"hyper": {k: getattr(obj, k) for k in hyper}, "params": [snap(p) for p in obj.params],
+                "state": copy.deepcopy(obj.state)}
+    raise TypeError(f"cannot snapshot {type(obj).__name__}")
+
+
+def assert_same(after: Any, before: Any, where: str = "") -> None:
+    if isinstance(before, _Same):
+        assert after.obj is before.obj, f"{where}: array replaced"
+    elif isinstance(before, dict):
+        assert after.keys() == before.keys(), where
+        for k in before:
+            assert_same(after[k], before[k], f"{where}.{k}")
+    elif isinstance(before, (list, tuple)):
+        assert len(after) == len(before), where
+        for i, (a, b) in enumerate(zip(after, before)):
+            assert_same(a, b, f"{where}[{i}]")
+    elif isinstance(before, np.ndarray):
+        assert isinstance(after, np.ndarray) and after.dtype == before.dtype and after.shape == before.shape, where
+        np.testing.assert_array_equal(after, before, err_msg=where)
+    else:
+        assert after == before, where
+
+
+class Bad(NamedTuple):
+    setup: Callable[[], tuple[list, Callable[[], Any]]]  # -> (objects whose state must not change, the bad call)
+    exc: type                                           # PyTorch's exception type, exactly
+    match: str                                          # the message: the function, the problem, the fix
+
+
+def check_bad(bad: Bad) -> None:
+    watched, call = bad.setup()
+    before = [snap(o) for o in watched]
+    with np.errstate(all="ignore"), pytest.raises(bad.exc, match=bad.match) as info:
+        call()
+    assert type(info.value) is bad.exc, f"{type(info.value).__name__}: {info.value}"
+    for i, (o, b) in enumerate(zip(watched, before)):
+        assert_same(snap(o), b, f"watched {i} ({type(o).__name__})")
+
+
+# ------------------------------------------------------------------------------ builders (seeded, non-default state)
+
+def batch(*shape: int, seed: int = 0, dtype: Any = F64) -> Tensor:
+    return Tensor(np.random.default_rng(seed).standard_normal(shape).astype(dtype) * 2 + 1)
+
+
+def trained(module: nn.Module, shape: tuple[int, ...], steps: int = 2) -> nn.Module:
+    """Moved running statistics, num_batches_tracked > 0, and a .grad on every parameter."""
+    for s in range(steps):
+        module(batch(*shape, seed=10 + s)).sum().backward()
+    return module
+
+
+def bn(c: int = 3, kind: str = "1d", **kw: Any) -> nn.Module:
+    return trained((nn.BatchNorm2d if kind == "2d" else nn.BatchNorm1d)(c, dtype=F64, **kw),
+                   (4, c, 2, 2) if kind == "2d" else (4, c))
+
+
+def bn_eps0(c: int = 3, kind: str = "1d", **kw: Any) -> nn.Module:
+    """A trained BatchNorm whose eps is then 0 (as if built with eps=0, which cannot train)."""
+    m = bn(c, kind, **kw)
+    m.eps = 0.0
+    return m
+
+
+def stats(c: int = 3) -> tuple[Tensor, Tensor]:
+    r = np.random.default_rng(7)
+    return Tensor(r.standard_normal(c)), Tensor(r.uniform(0.5, 2.0, c))
+
+
+def functional(call: Callable[[Tensor, Tensor], Any]) -> Callable[[], tuple[list, Callable[[], Any]]]:
+    """A case on F.batch_norm with running statistics that must stay as they are."""
+    def setup() -> tuple[list, Callable[[], Any]]:
+        rm, rv = stats()
+        return [rm, rv], lambda: call(rm, rv)
+    return setup
+
+
+def module(make: Callable[[], nn.Module], call: Callable[[nn.Module], Any]) -> Callable[[], tuple[list, Callable]]:
+    def setup() -> tuple[list, Callable[[], Any]]:
+        m = make()
+        return [m], lambda: call(m)
+    return setup
+
+
+X = batch(5, 3)
+XI = Tensor(np.arange(15).reshape(5, 3))  # int64
+_BOTH = "running_mean and running_var must both be Tensors or both be None"
+
+# ------------------------------------------------------------------------------ items 1, 3, 4, 5: normalization
+
+NORM_BAD: dict[str, Bad] = {
+    # 1. one running statistic without the other: running_mean used to be updated, then running_var failed
+    "batch_norm running_mean without running_var, training": Bad(
+        functional(lambda rm, rv: F.batch_norm(X, rm, None, training=True)), ValueError,
+        both("batch_norm", _BOTH, "running_var=None", "pass both or neither")),
+    "batch_norm running_var without running_mean, training": Bad(
+        functional(lambda rm, rv: F.batch_norm(X, None, rv, training=True)), ValueError,
+        both("batch_norm", _BOTH, "running_mean=None")),
+    "batch_norm running_mean without running_var, eval": Bad(
+        functional(lambda rm, rv: F.batch_norm(X, rm, None, training=False)), ValueError, both("batch_norm", _BOTH)),
+    # 3. eps <= 0 in training: PyTorch 2.13 raises ValueError("batch_norm eps must be positive during training")
+    "batch_norm eps=0, training": Bad(functional(lambda rm, rv: F.batch_norm(X, rm, rv, training=True, eps=0.0)),
+                                      ValueError, both("batch_norm", "eps must be positive during training",
+                                                       "got 0.0", "eps=1e-5")),
+    "batch_norm eps=-1, training": Bad(functional(lambda rm, rv: F.batch_norm(X, rm, rv, training=True, eps=-1.0)),
+                                       ValueError, both("batch_norm", "eps must be positive", "got -1.0")),
+    "batch_norm eps=-1, eval": Bad(functional(lambda rm, rv: F.batch_norm(X, rm, rv, training=False, eps=-1.0)),
+                                   ValueError, both("batch_norm", "eps must be non-negative", "got -1.0")),
+    "batch_norm eps=nan, training": Bad(functional(lambda rm, rv: F.batch_norm(X, rm, rv, training=True,
+                                                                               eps=float("nan"))),
+                                        ValueError, both("batch_norm", "eps must be positive", "nan")),
+    "BatchNorm1d(3, eps=0) training, fresh": Bad(module(lambda: nn.BatchNorm1d(3, eps=0), lambda m: m(X)), ValueError,
+                                                 both("batch_norm", "eps must be positive during training")),
+    "BatchNorm1d eps=0 training": Bad(module(bn_eps0, lambda m: m(X)), ValueError,
+                                      both("batch_norm", "eps must be positive during training")),
+    "BatchNorm1d eps=0, momentum=None, training": Bad(module(lambda: bn_eps0(momentum=None), lambda m: m(X)),
+                                                      ValueError, both("batch_norm", "eps must be positive")),
+    "BatchNorm2d eps=0 training": Bad(module(lambda: bn_eps0(2, "2d"), lambda m: m(batch(3, 2, 2, 2))),
+                                      ValueError, both("batch_norm", "eps must be positive")),
+    "BatchNorm1d eps=0, track_running_stats=False, eval (batch statistics)": Bad(
+        module(lambda: bn_eps0(track_running_stats=False).eval(), lambda m: m(X)), ValueError,
+        both("batch_norm", "eps must be positive during training")),
+    # 4. integer and bool input: PyTorch raises NotImplementedError ("batch_norm" not implemented for 'Long')
+    "BatchNorm1d training on int64": Bad(module(bn, lambda m: m(XI)), NotImplementedError,
+                                         both("batch_norm", "int64", "must be floating", "x.float()")),
+    "BatchNorm1d eval on int64": Bad(module(lambda: bn().eval(), lambda m: m(XI)), NotImplementedError,
+                                     both("batch_norm", "int64", "must be floating")),
+    "BatchNorm2d training on int32": Bad(module(lambda: bn(2, "2d"), lambda m: m(Tensor(np.ones((3, 2, 2, 2),
+                                                                                                np.int32)))),
+                                         NotImplementedError, both("batch_norm", "int32")),
+    "batch_norm training on bool": Bad(functional(lambda rm, rv: F.batch_norm(XI > 3, rm, rv, training=True)),
+                                       NotImplementedError, both("batch_norm", "bool", "must be floating")),
+    "layer_norm on int64": Bad(lambda: ([], lambda: F.layer_norm(XI, 3)), NotImplementedError,
+                               both("layer_norm", "int64", "must be floating")),
+    "LayerNorm module on int64": Bad(module(lambda: trained(nn.LayerNorm(3, dtype=F64), (4, 3)), lambda m: m(XI)),
+                                     NotImplementedError, both("layer_norm", "int64")),
+    # 5. ndarrays where Tensors belong: PyTorch's TypeError; running_mean used to be updated before the failure
+    "batch_norm running_var an ndarray": Bad(
+        functional(lambda rm, rv: F.batch_norm(X, rm, rv.data.copy(), training=True)), TypeError,
+        both("batch_norm", "running_var must be a Tensor", "ndarray", "tg.Tensor")),
+    "batch_norm running_mean an ndarray (watched too)": Bad(
+        lambda: (lambda rm, rv: ([rm, rv], lambda: F.batch_norm(X, rm, rv, training=True)))(np.zeros(3), stats()[1]),
+        TypeError, both("batch_norm", "running_mean must be a Tensor", "ndarray")),
+    "batch_norm running_var a list": Bad(functional(lambda rm, rv: F.batch_norm(X, rm, [1.0, 1.0, 1.0],
+                                                                                training=True)),
+                                         TypeError, both("batch_norm", "running_var", "list")),
+    "batch_norm weight an ndarray": Bad(functional(lambda rm, rv: F.batch_norm(X, rm, rv, np.ones(3), training=True)),
+                                        TypeError, both("batch_norm", "weight must be a Tensor", "ndarray")),
+    "batch_norm bias an ndarray": Bad(functional(lambda rm, rv: F.batch_norm(X, rm, rv, None, np.zeros(3),
+                                                                             training=True)),
+                                      TypeError, both("batch_norm", "bias must be a Tensor", "ndarray")),
+}
+
+
+@pytest.mark.parametrize("name", NORM_BAD)
+def test_bad_normalization_input_is_a_clear_error_that_changes_nothing(name):
+    check_bad(NORM_BAD[name])
+
+
+def test_eps_zero_in_eval_mode_is_pytorchs_result():
+    """PyTorch accepts eps=0 in eval (only eps < 0 is refused): (x - running_mean) / sqrt(running_var)."""
+    rm, rv = stats()
+    before = [snap(rm), snap(rv)]
+    y = F.batch_norm(X, rm, rv, training=False, eps=0.0)
+    np.testing.assert_allclose(y.data, (X.data - rm.data) / np.sqrt(rv.data), rtol=1e-15)
+    assert_same([snap(rm), snap(rv)], before)
+    m = bn_eps0().eval()
+    before = snap(m)
+    y = m(X)
+    np.testing.assert_allclose(y.data, (X.data - m.running_mean.data) / np.sqrt(m.running_var.data) * m.weight.data
+                               + m.bias.data, rtol=1e-14)
+    assert_same(snap(m), before)
+
+
+# ------------------------------------------------------------------------------ item 2: graphs reading the buffers
+
+def _reference(momentum: float | None, steps: int) -> nn.Module:
+    """The same BatchNorm1d fed the same batches, with no graph reading its buffers."""
+    ref = nn.BatchNorm1d(3, dtype=F64, momentum=momentum)
+    for s in range(steps):
+        ref(batch(5, 3, seed=20 + s))
+    return ref
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+@pytest.mark.parametrize("held", ["num_batches_tracked", "running stats (an eval graph)", "all three"])
+def test_a_graph_holding_the_buffers_then_a_training_forward_updates_all_three_together(held, momentum):
+    """A live graph that read a buffer holds its array read-only. A training forward must still update the
+    running statistics AND the counter (as PyTorch does), never the statistics alone with the counter's write
+    failing; the old graph then refuses to backward (PyTorch's version counter) or gives its exact gradient."""
+    m = nn.BatchNorm1d(3, dtype=F64, momentum=momentum)
+    m(batch(5, 3, seed=20))
+    graphs = []  # (a graph reading buffers, the leaf it differentiates, that leaf's gradient at the values read)
+    if held != "running stats (an eval graph)":
+        w = Tensor(np.array(2.0), requires_grad=True)
+        graphs.append(((w * m.num_batches_tracked).sum(), w, np.array(1.0)))  # the counter was 1
+    if held != "num_batches_tracked":
+        x = Tensor(batch(5, 3, seed=30).data, requires_grad=True)
+        grad_x = np.broadcast_to(1 / np.sqrt(m.running_var.data + m.eps), x.shape)
+        graphs.append((m.eval()(x).sum(), x, grad_x))
+        m.train()
+    m(batch(5, 3, seed=21))
+    ref = _reference(momentum, 2)
+    assert int(m.num_batches_tracked.data) == 2
+    for k in ("running_mean", "running_var"):
+        np.testing.assert_allclose(getattr(m, k).data, getattr(ref, k).data, rtol=1e-15, err_msg=k)
+    for graph, leaf, expected in graphs:  # the old graph: refused as stale, or exact at the values it read
+        try:
+            graph.backward()
+        except RuntimeError as e:  # (PyTorch: "modified by an inplace operation")
+            assert "new data" in str(e)
+        else:
+            np.testing.assert_allclose(leaf.grad.data, expected, rtol=1e-14)
+
+
+# ------------------------------------------------------------------------------ item 6: Module.to
+
+def _model() -> nn.Module:
+    return trained(nn.Sequential(nn.Linear(3, 3, dtype=F64), nn.BatchNorm1d(3, dtype=F64), nn.ReLU()), (4, 3))
+
+
+TO_BAD: dict[str, Bad] = {
+    f"Module.to({d})": Bad(module(_model, lambda m, d=d: m.to(d)), TypeError,
+                           both("Sequential.to", "only floating dtypes", np.dtype(d).name, "np.float64"))
+    for d in (np.int64, np.int32, np.uint8, bool, np.complex128, "int64")
+}
+TO_BAD["BatchNorm1d.to(np.int64)"] = Bad(module(bn, lambda m: m.to(np.int64)), TypeError,
+                                          both("BatchNorm1d.to", "only floating dtypes", "int64"))
+
+
+@pytest.mark.parametrize("name", TO_BAD)
+def test_module_to_a_non_floating_dtype_is_refused_before_anything_is_cast(name):
+    check_bad(TO_BAD[name])
+
+
+def test_module_to_a_floating_dtype_still_casts_everything_floating():
+    m = _model().to(np.float32)
+    assert {p.dtype for p in m.parameters()} == {np.dtype(np.float32)}
+    assert {p.grad.dtype for p in m.parameters()} == {np.dtype(np.float32)}
+    assert m[1].num_batches_tracked.dtype == np.int64
+
+
+# ------------------------------------------------------------------------------ item 7: NumPy integer sizes
+
+SIZES: dict[str, tuple[Callable[[], nn.Module], Callable[[], nn.Module], tuple[int, ...]]] = {
+    # name: (built from NumPy integers, built from Python ints, an input shape)
+    "LayerNorm(np.int64(3))": (lambda: nn.LayerNorm(np.int64(3)), lambda: nn.LayerNorm(3), (2, 3)),
+    "LayerNorm((np.int32(2), np.int64(3)))": (lambda: nn.LayerNorm((np.int32(2), np.int64(3))),
+                                             lambda: nn.LayerNorm((2, 3)), (4, 2, 3)),
+    "LayerNorm([2, 3])": (lambda: nn.LayerNorm([2, np.uint8(3)]), lambda: nn.LayerNorm((2, 3)), (4, 2, 3)),
+    "Linear(np.int64(3), np.int32(2))": (lambda: nn.Linear(np.int64(3), np.int32(2), rng=np.random.default_rng(0)),
+                                         lambda: nn.Linear(3, 2, rng=np.random.default_rng(0)), (4, 3)),
+    "BatchNorm1d(np.int64(4))": (lambda: nn.BatchNorm1d(np.int64(4)), lambda: nn.BatchNorm1d(4), (5, 4)),
+    "BatchNorm2d(np.int16(2))": (lambda: nn.BatchNorm2d(np.int16(2)), lambda: nn.BatchNorm2d(2), (3, 2, 2, 2)),
+}
+
+
+@pytest.mark.parametrize("name", SIZES)
+def test_numpy_integer_sizes_build_the_same_module_as_python_ints(name):
+    """PyTorch accepts NumPy integers wherever it takes a size; the module is the one built from ints, and
+    its size attributes are Python ints (so repr, state_dict and comparisons are the same)."""
+    make_np, make_int, shape = SIZES[name]
+    a, b = make_np(), make_int()
+    for k in ("in_features", "out_features", "num_features", "normalized_shape"):
+        if hasattr(b, k):
+            va = getattr(a, k)
+            assert va == getattr(b, k) and all(type(n) is int for n in (va if isinstance(va, tuple) else (va,))), k
+    assert repr(a) == repr(b)
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        np.testing.assert_array_equal(sa[k], sb[k], err_msg=k)
+    x = batch(*shape, dtype=np.float32)
+    np.testing.assert_array_equal(a(x).data, b(x).data)
+
+
+def test_layer_norm_takes_a_numpy_integer_shape():
+    x = batch(4, 3)
+    np.testing.assert_array_equal(F.layer_norm(x, np.int64(3)).data, F.layer_norm(x, 3).data)
+
+
+SIZE_BAD: dict[str, Bad] = {
+    "Linear(3.0, 2)": Bad(lambda: ([], lambda: nn.Linear(3.0, 2)), TypeError,
+                          both("Linear", "in_features must be an int", "float 3.0")),
+    "Linear(3, '2')": Bad(lambda: ([], lambda: nn.Linear(3, "2")), TypeError,
+                          both("Linear", "out_features must be an int", "str")),
+    "Linear(np.int64(-1), 2)": Bad(lambda: ([], lambda: nn.Linear(np.int64(-1), 2)), ValueError,
+                                   both("Linear", "in_features must be >= 0", "-1")),
+    "BatchNorm1d(4.0)": Bad(lambda: ([], lambda: nn.BatchNorm1d(4.0)), TypeError,
+                            both("BatchNorm1d", "num_features must be an int", "4.0")),
+    "BatchNorm2d(-2)": Bad(lambda: ([], lambda: nn.BatchNorm2d(-2)), ValueError,
+                           both("BatchNorm2d", "num_features must be >= 0", "-2")),
+    "LayerNorm(3.0)": Bad(lambda: ([], lambda: nn.LayerNorm(3.0)), TypeError,
+                          both("LayerNorm", "normalized_shape must be an int or a tuple of ints", "float")),
+    "LayerNorm('3')": Bad(lambda: ([], lambda: nn.LayerNorm("3")), TypeError, both("LayerNorm", "str")),
+    "LayerNorm((3.0,))": Bad(lambda: ([], lambda: nn.LayerNorm((3.0,))), TypeError,
+                             both("LayerNorm", "normalized_shape must be an int", "float 3.0")),
+    "layer_norm(x, 3.0)": Bad(lambda: ([], lambda: F.layer_norm(X, 3.0)), TypeError,
+                              both("layer_norm", "normalized_shape", "float")),
+}
+
+
+@pytest.mark.parametrize("name", SIZE_BAD)
+def test_a_size_that_is_not_an_integer_is_a_clear_error(name):
+    check_bad(SIZE_BAD[name])
