@@ -353,3 +353,141 @@ SIZE_BAD: dict[str, Bad] = {
 @pytest.mark.parametrize("name", SIZE_BAD)
 def test_a_size_that_is_not_an_integer_is_a_clear_error(name):
     check_bad(SIZE_BAD[name])
+
+
+# ------------------------------------------------------------------------------ item 8: optimizers
+
+OPTIMIZERS: dict[str, Callable[[list[Tensor]], tg.optim.Optimizer]] = {
+    "SGD": lambda ps: tg.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.01),
+    "RMSprop": lambda ps: tg.optim.RMSprop(ps, lr=0.01),
+    "Adam": lambda ps: tg.optim.Adam(ps, lr=0.01),
+}
+
+
+class RawGrad(Tensor):
+    """A parameter whose .grad is a plain attribute, past any check a .grad setter makes: the optimizer's own
+    check must hold whatever path a bad gradient took."""
+    grad = None
+
+
+def stepped(name: str) -> tuple[list[Tensor], tg.optim.Optimizer]:
+    """Three parameters of different shapes after two steps (moments and step counts exist), each with a .grad."""
+    r = np.random.default_rng(3)
+    ps = [RawGrad(r.standard_normal(s), requires_grad=True) for s in [(2, 3), (3,), (4,)]]
+    opt = OPTIMIZERS[name](ps)
+    for _ in range(2):
+        for p in ps:
+            p.grad = Tensor(r.standard_normal(p.shape))
+        opt.step()
+    return ps, opt
+
+
+BAD_GRADS: dict[str, tuple[Callable[[Tensor], Any], type, str]] = {
+    # the third parameter's .grad
+    "an ndarray": (lambda p: np.ones(p.shape), TypeError, "of type ndarray, not a Tensor"),
+    "a list": (lambda p: [1.0] * p.shape[0], TypeError, "of type list, not a Tensor"),
+    "the wrong shape": (lambda p: Tensor(np.ones(5)), ValueError, "has shape (4,) but its .grad has shape (5,)"),
+    "float32 for a float64 parameter": (lambda p: Tensor(np.ones(p.shape, np.float32)), TypeError,
+                                        "is float64 but its .grad is float32"),
+    "int64": (lambda p: Tensor(np.ones(p.shape, np.int64)), TypeError, "is float64 but its .grad is int64"),
+}
+
+
+@pytest.mark.parametrize("grad", BAD_GRADS)
+@pytest.mark.parametrize("opt_name", OPTIMIZERS)
+def test_a_bad_grad_on_the_third_parameter_updates_nothing(opt_name, grad):
+    make, exc, words = BAD_GRADS[grad]
+
+    def setup() -> tuple[list, Callable[[], Any]]:
+        ps, opt = stepped(opt_name)
+        ps[2].grad = make(ps[2])
+        return [opt, ps[0], ps[1]], opt.step
+    check_bad(Bad(setup, exc, both(f"{opt_name}.step", "parameter 2", words)))
+
+
+@pytest.mark.parametrize("opt_name", OPTIMIZERS)
+def test_state_dict_round_trip_continues_the_same_trajectory(opt_name):
+    ps, opt = stepped(opt_name)
+    sd = opt.state_dict()
+    clone = [Tensor(p.data.copy(), requires_grad=True) for p in ps]
+    opt2 = OPTIMIZERS[opt_name](clone)
+    opt2.load_state_dict(sd)
+    for k, v in sd["state"][0].items():  # state_dict() copies: a step of the original changes none of it
+        if isinstance(v, np.ndarray):
+            v += 1.0
+            assert not np.array_equal(v, opt.state[0][k])
+            v -= 1.0
+    for a, b in zip(ps, clone):
+        a.grad = b.grad = Tensor(np.full(a.shape, 0.5))
+    opt.step()
+    opt2.step()
+    for a, b in zip(ps, clone):
+        np.testing.assert_array_equal(a.data, b.data)
+
+
+def _edit(opt_name: str, edit: Callable[[dict], Any]) -> Callable[[], tuple[list, Callable[[], Any]]]:
+    def setup() -> tuple[list, Callable[[], Any]]:
+        ps, opt = stepped(opt_name)
+        sd = opt.state_dict()
+        sd = edit(sd) or sd  # an edit returns a replacement, or None after changing sd in place
+        return [opt, *ps], lambda: opt.load_state_dict(sd)
+    return setup
+
+
+def _moment(opt_name: str) -> str:
+    return {"SGD": "v", "RMSprop": "s", "Adam": "m"}[opt_name]
+
+
+def _set(d: dict, k: Any, v: Any) -> None:
+    d[k] = v
+
+
+def _pop(d: dict, k: Any) -> None:
+    del d[k]
+
+
+LOAD_BAD: dict[str, tuple[Callable[[str], Callable[[dict], Any]], type, str]] = {
+    # name: (the edit, given the optimizer's name; the exception; words of the message)
+    "not a dict": (lambda o: lambda sd: [sd], TypeError, "expected the dict state_dict() returns, got list"),
+    "no param_groups": (lambda o: lambda sd: _pop(sd, "param_groups"), KeyError, "missing 'param_groups'"),
+    "two param groups": (lambda o: lambda sd: sd["param_groups"].append(dict(sd["param_groups"][0])), ValueError,
+                         "different number of parameter groups"),
+    "two parameters saved for three": (lambda o: lambda sd: _set(sd["param_groups"][0], "params", [0, 1]), ValueError,
+                                       "has 2 parameters, this optimizer has 3"),
+    "negative lr": (lambda o: lambda sd: _set(sd["param_groups"][0], "lr", -1.0), ValueError, "learning rate"),
+    "lr a string": (lambda o: lambda sd: _set(sd["param_groups"][0], "lr", "0.1"), TypeError, "learning rate"),
+    "an unknown hyper-parameter": (lambda o: lambda sd: _set(sd["param_groups"][0], "nesterov_typo", True),
+                                   ValueError, "nesterov_typo"),
+    "a missing hyper-parameter": (lambda o: lambda sd: _pop(sd["param_groups"][0], "lr"), ValueError, "expected"),
+    "state for parameter 5": (lambda o: lambda sd: _set(sd["state"], 5, sd["state"][0]), ValueError,
+                              "state key 5 is not a parameter index"),
+    "a moment of the wrong shape for parameter 2": (
+        lambda o: lambda sd: _set(sd["state"][2], _moment(o), np.zeros(5)), ValueError,
+        "state 2 '{m}' must be"),
+    "a moment of strings": (lambda o: lambda sd: _set(sd["state"][2], _moment(o), np.array(["a"] * 4)), ValueError,
+                            "must be a numeric array"),
+    "a state entry with an unknown key": (lambda o: lambda sd: _set(sd["state"][1], "momentum_buffer", np.zeros(3)),
+                                          ValueError, "state 1 must have the keys"),
+}
+
+
+@pytest.mark.parametrize("bad", LOAD_BAD)
+@pytest.mark.parametrize("opt_name", OPTIMIZERS)
+def test_load_state_dict_with_a_bad_entry_changes_nothing(opt_name, bad):
+    edit, exc, words = LOAD_BAD[bad]
+    words = words.replace("{m}", _moment(opt_name))
+    check_bad(Bad(_edit(opt_name, edit(opt_name)), exc, both(f"{opt_name}.load_state_dict", words)))
+
+
+ADAM_LOAD_BAD: dict[str, tuple[Callable[[dict], Any], type, str]] = {
+    "step count 0": (lambda sd: _set(sd["state"][1], "t", 0), ValueError, "'t' must be an int >= 1"),
+    "step count 1.5": (lambda sd: _set(sd["state"][1], "t", 1.5), ValueError, "'t' must be an int >= 1"),
+    "beta1 = 1": (lambda sd: _set(sd["param_groups"][0], "betas", (1.0, 0.999)), ValueError, "betas"),
+    "eps = -1": (lambda sd: _set(sd["param_groups"][0], "eps", -1.0), ValueError, "eps"),
+}
+
+
+@pytest.mark.parametrize("bad", ADAM_LOAD_BAD)
+def test_adam_load_state_dict_with_a_bad_entry_changes_nothing(bad):
+    edit, exc, words = ADAM_LOAD_BAD[bad]
+    check_bad(Bad(_edit("Adam", edit), exc, both("Adam.load_state_dict", words)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -49,10 +50,21 @@ class Optimizer:
             p.grad = None
 
     def step(self) -> None:
-        for i, p in enumerate(self.params):  # check every gradient first: a bad one updates nothing
-            if p.grad is not None and p.grad.shape != p.shape:
-                raise ValueError(f"{type(self).__name__}.step: parameter {i} has shape {p.shape} "
-                                 f"but its .grad has shape {p.grad.shape}")
+        # check every gradient first: a bad one on parameter 2 must not leave parameters 0 and 1 (and their
+        # moments) already updated. .grad may have been set by hand, so it is checked here whatever set it
+        name = type(self).__name__
+        for i, p in enumerate(self.params):
+            g = p.grad
+            if g is None:
+                continue
+            if not isinstance(g, Tensor):
+                raise TypeError(f"{name}.step: parameter {i} has a .grad of type {type(g).__name__}, not a Tensor; "
+                                "assign a Tensor (e.g. tg.Tensor(array)) or None")
+            if g.shape != p.shape:
+                raise ValueError(f"{name}.step: parameter {i} has shape {p.shape} but its .grad has shape {g.shape}")
+            if g.dtype != p.dtype:
+                raise TypeError(f"{name}.step: parameter {i} is {p.dtype} but its .grad is {g.dtype}; "
+                                f"cast the gradient, e.g. p.grad = p.grad.cast(p.dtype)")
         for i, p in enumerate(self.params):
             if p.grad is not None:
                 self._update(p.writable_data(), p.grad.data, self.state.setdefault(i, {}))
@@ -60,9 +72,74 @@ class Optimizer:
     def _update(self, w: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
         raise NotImplementedError
 
+    # the hyper-parameters (beyond lr) and the per-parameter state keys each optimizer saves
+    hyper: tuple[str, ...] = ()
+    state_keys: tuple[str, ...] = ()
+
+    def _group(self) -> dict[str, Any]:
+        return {"lr": self.lr, **{k: getattr(self, k) for k in self.hyper}}
+
+    def state_dict(self) -> dict[str, Any]:
+        """PyTorch's layout: {"state": {index: {name: array or step count}}, "param_groups": [{"lr": ...,
+        hyper-parameters..., "params": [0, 1, ...]}]}, every array a copy."""
+        state = {i: {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in st.items()}
+                 for i, st in self.state.items()}
+        return {"state": state, "param_groups": [{**self._group(), "params": list(range(len(self.params)))}]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load what state_dict() returned. Every entry is checked (and each moment cast to its parameter's
+        dtype) before anything is assigned, so a bad entry is an error naming it and changes nothing."""
+        name = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state_dict, dict):
+            raise TypeError(f"{name}: expected the dict state_dict() returns, got {type(state_dict).__name__}")
+        for key in ("state", "param_groups"):
+            if key not in state_dict:
+                raise KeyError(f"{name}: missing {key!r}; pass the dict state_dict() returns")
+        groups, saved = state_dict["param_groups"], state_dict["state"]
+        if not isinstance(groups, (list, tuple)) or len(groups) != 1 or not isinstance(groups[0], dict):
+            raise ValueError(f"{name}: loaded state dict has a different number of parameter groups "
+                             f"(expected a list of one dict, got {groups!r:.80})")
+        group = dict(groups[0])
+        n = len(group.pop("params", []))
+        if n != len(self.params):
+            raise ValueError(f"{name}: loaded state dict has {n} parameters, this optimizer has {len(self.params)}")
+        want = set(self._group())
+        if set(group) != want:
+            raise ValueError(f"{name}: param_groups[0] has keys {sorted(group)}, expected {sorted(want)}")
+        try:  # a throwaway optimizer built from the loaded values runs the constructor's checks of each of them
+            type(self)([Tensor(np.zeros(1), requires_grad=True)], **group)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"{name}: param_groups[0]: {e}") from None
+        if not isinstance(saved, dict):
+            raise TypeError(f"{name}: 'state' must be a dict index -> dict, got {type(saved).__name__}")
+        new: dict[int, dict] = {}
+        for i, st in saved.items():
+            if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < len(self.params):
+                raise ValueError(f"{name}: state key {i!r} is not a parameter index in [0, {len(self.params)})")
+            if not isinstance(st, dict) or set(st) not in (set(), set(self.state_keys)):  # {}: no moments yet
+                raise ValueError(f"{name}: state {i} must have the keys {list(self.state_keys)}, got "
+                                 f"{sorted(st) if isinstance(st, dict) else type(st).__name__}")
+            p, new[int(i)] = self.params[i], {}
+            for k, v in st.items():
+                if k == "t":  # Adam's step count
+                    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                        raise ValueError(f"{name}: state {i} 't' must be an int >= 1 (the step count), got {v!r}")
+                    new[int(i)][k] = int(v)
+                    continue
+                a = np.asarray(v.data if isinstance(v, Tensor) else v)
+                if a.shape != p.shape or a.dtype.kind not in "iuf":
+                    raise ValueError(f"{name}: state {i} {k!r} must be a numeric array of parameter {i}'s shape "
+                                     f"{p.shape}, got {a.dtype} {a.shape}")
+                new[int(i)][k] = a.astype(p.dtype, copy=True)
+        self.state = new
+        for k, v in group.items():
+            setattr(self, k, v)
+
 
 class SGD(Optimizer):
     """v = momentum v + g (v = g at the first step); w -= lr v. momentum=0: w -= lr g."""
+    hyper, state_keys = ("momentum", "weight_decay"), ("v",)
+
     def __init__(self, params: Iterable[Tensor], lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
         super().__init__(params, lr)
         _check_hyper("SGD", momentum=momentum, weight_decay=weight_decay)
@@ -83,6 +160,8 @@ class SGD(Optimizer):
 
 class RMSprop(Optimizer):
     """s = alpha s + (1 - alpha) g^2 (s starts at 0); w -= lr g / (sqrt(s) + eps)."""
+    hyper, state_keys = ("alpha", "eps"), ("s",)
+
     def __init__(self, params: Iterable[Tensor], lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8):
         super().__init__(params, lr)
         _check_hyper("RMSprop", alpha=alpha, eps=eps)
@@ -99,6 +178,8 @@ class Adam(Optimizer):
     """m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; with bias corrections c1 = 1 - b1^t,
     c2 = 1 - b2^t: w -= (lr / c1) m / (sqrt(v) / sqrt(c2) + eps), PyTorch's arrangement of
     w -= lr m_hat / (sqrt(v_hat) + eps)."""
+    hyper, state_keys = ("betas", "eps"), ("m", "v", "t")
+
     def __init__(self, params: Iterable[Tensor], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8):
         super().__init__(params, lr)
