@@ -148,8 +148,11 @@ def labels(*v: int, dtype=np.int64) -> np.ndarray:
 def _bad_grad_at_step(cls: type, **kw: Any) -> Callable:
     def case(w: Watch) -> None:
         a, b, opt = stepped(cls, **kw)
-        a.grad, b.grad = Tensor(np.ones(3)), Tensor(np.ones(5))  # b is (2,)
+        a.grad = Tensor(np.ones(3))
         w(opt)
+        w(a)
+        w(b)
+        b.grad = Tensor(np.ones(5))  # b is (2,): refused here, before any step can use it
         opt.step()
     return case
 
@@ -172,7 +175,7 @@ def _write_saved_leaf(w: Watch) -> None:
 
 def _write_through_the_source_array(w: Watch) -> None:
     src = np.random.default_rng(0).standard_normal((2, 3))
-    x = Tensor(src, requires_grad=True)  # shares src
+    x = tg.from_numpy(src, requires_grad=True)  # shares src (Tensor(src) would copy it)
     y = (x * x).sum()
     w(x)
     src[1, 2] = 7.0
@@ -260,8 +263,8 @@ def _anomaly_backward(w: Watch) -> None:
     x.grad = Tensor(np.ones(3))
     with tg.detect_anomaly():
         with tg.scope("block"):
-            y = x.sqrt()  # finite forward; the backward 1 / (2 sqrt x) is Inf at 0
-        loss = y.sum()
+            y = x.sqrt()  # finite forward; the backward 0 / (2 sqrt x) is NaN at 0 (an Inf alone is no anomaly)
+        loss = (y * 0.0).sum()
         w(x)
         loss.backward()
 
@@ -349,43 +352,44 @@ _BAD_HYPER = "accepted silently; PyTorch raises ValueError for it, and the updat
 
 BAD: dict[str, Bad] = {
     # ---- shapes and broadcasting (op errors: the op's name, NumPy's reason, the input shapes)
-    "add (2, 3) + (4, 3)": Bad(on((2, 3), (4, 3))(lambda a, b: a + b), ValueError,
+    "add (2, 3) + (4, 3)": Bad(on((2, 3), (4, 3))(lambda a, b: a + b), tg.ShapeError,
                                r"^Add: operands could not be broadcast.*inputs: \(2, 3\) float64, \(4, 3\) float64",
                                "Add"),
-    "ndarray (4,) on the left of + (2, 3)": Bad(on((2, 3))(lambda a: np.zeros(4) + a), ValueError,
+    "ndarray (4,) on the left of + (2, 3)": Bad(on((2, 3))(lambda a: np.zeros(4) + a), tg.ShapeError,
                                                 r"^Add: .*inputs: \(4,\) float64, \(2, 3\) float64", "Add"),
     "mul mismatch inside a scope": Bad(on((2, 3), (3, 2))(lambda a, b: _in_scope("block", lambda: a * b)),
-                                       ValueError, r"^Mul in scope block: .*inputs: \(2, 3\) float64, \(3, 2\)",
+                                       tg.ShapeError, r"^Mul in scope block: .*inputs: \(2, 3\) float64, \(3, 2\)",
                                        "Mul"),
-    "maximum (2, 3) with (2,)": Bad(on((2, 3), (2,))(lambda a, b: tg.maximum(a, b)), ValueError,
+    "maximum (2, 3) with (2,)": Bad(on((2, 3), (2,))(lambda a, b: tg.maximum(a, b)), tg.ShapeError,
                                     r"^Maximum: .*inputs: \(2, 3\) float64, \(2,\) float64", "Maximum"),
-    "pow (3,) ** (2,)": Bad(on((3,), (2,))(lambda a, b: a ** b), ValueError, r"^Pow: .*\(3,\) float64, \(2,\)", "Pow"),
-    "matmul inner dims (2, 3) @ (4, 5)": Bad(on((2, 3), (4, 5))(lambda a, b: a @ b), ValueError,
+    "pow (3,) ** (2,)": Bad(on((3,), (2,))(lambda a, b: a ** b), tg.ShapeError, r"^Pow: .*\(3,\) float64, \(2,\)",
+                            "Pow"),
+    "matmul inner dims (2, 3) @ (4, 5)": Bad(on((2, 3), (4, 5))(lambda a, b: a @ b), tg.ShapeError,
                                              r"^matmul: \(2, 3\) @ \(4, 5\): inner dimensions 3 and 4 differ",
                                              "matmul"),
-    "matmul (3,) @ (4,)": Bad(on((3,), (4,))(lambda a, b: a.matmul(b)), ValueError,
+    "matmul (3,) @ (4,)": Bad(on((3,), (4,))(lambda a, b: a.matmul(b)), tg.ShapeError,
                               r"^matmul: \(3,\) @ \(4,\): inner dimensions 3 and 4", "matmul"),
-    "matmul batch dims (2, 3, 4) @ (5, 4, 2)": Bad(on((2, 3, 4), (5, 4, 2))(lambda a, b: a @ b), ValueError,
+    "matmul batch dims (2, 3, 4) @ (5, 4, 2)": Bad(on((2, 3, 4), (5, 4, 2))(lambda a, b: a @ b), tg.ShapeError,
                                                    r"^MatMul: .*inputs: \(2, 3, 4\) float64, \(5, 4, 2\) float64",
                                                    "MatMul"),
-    "matmul with a 0-d operand": Bad(on((3,), ())(lambda a, b: a @ b), ValueError,
+    "matmul with a 0-d operand": Bad(on((3,), ())(lambda a, b: a @ b), tg.ShapeError,
                                      r"^matmul: operands need at least 1 dim, got \(3,\) @ \(\)", "matmul"),
-    "reshape 6 elements to (4, 2)": Bad(on((2, 3))(lambda a: a.reshape(4, 2)), ValueError,
+    "reshape 6 elements to (4, 2)": Bad(on((2, 3))(lambda a: a.reshape(4, 2)), tg.ShapeError,
                                         r"^Reshape: cannot reshape array of size 6 into shape \(4, ?2\).*\(2, 3\)",
                                         "Reshape"),
-    "reshape with two -1": Bad(on((2, 3))(lambda a: a.reshape((-1, -1))), ValueError,
+    "reshape with two -1": Bad(on((2, 3))(lambda a: a.reshape((-1, -1))), tg.ShapeError,
                                r"^Reshape: can only specify one unknown dimension.*\(2, 3\) float64", "Reshape"),
-    "reshape (0, 3) to (-1, 0)": Bad(on((0, 3))(lambda a: a.reshape(-1, 0)), ValueError,
+    "reshape (0, 3) to (-1, 0)": Bad(on((0, 3))(lambda a: a.reshape(-1, 0)), tg.ShapeError,
                                      r"^Reshape: cannot reshape array of size 0.*\(0, 3\) float64", "Reshape"),
     "reshape to float sizes": Bad(on((2, 3))(lambda a: a.reshape(2.0, 3)), TypeError,
                                   r"a shape is a tuple of ints, got \(2\.0, 3\)"),
-    "broadcast_to (2, 3) -> (2, 4)": Bad(on((2, 3))(lambda a: a.broadcast_to(2, 4)), ValueError,
+    "broadcast_to (2, 3) -> (2, 4)": Bad(on((2, 3))(lambda a: a.broadcast_to(2, 4)), tg.ShapeError,
                                          r"^BroadcastTo: cannot broadcast \(2, 3\) to \(2, 4\)", "BroadcastTo"),
-    "broadcast_to fewer dims": Bad(on((2, 3))(lambda a: a.broadcast_to((3,))), ValueError,
+    "broadcast_to fewer dims": Bad(on((2, 3))(lambda a: a.broadcast_to((3,))), tg.ShapeError,
                                    r"^BroadcastTo: cannot broadcast \(2, 3\) to \(3,\)", "BroadcastTo"),
-    "broadcast_to a negative size": Bad(on((2, 3))(lambda a: a.broadcast_to(-1, 3)), ValueError,
+    "broadcast_to a negative size": Bad(on((2, 3))(lambda a: a.broadcast_to(-1, 3)), tg.ShapeError,
                                         r"^BroadcastTo: cannot broadcast \(2, 3\) to \(-1, 3\)", "BroadcastTo"),
-    "linear bias of the wrong width": Bad(on((2, 3), (4, 3), (5,))(F.linear), ValueError,
+    "linear bias of the wrong width": Bad(on((2, 3), (4, 3), (5,))(F.linear), tg.ShapeError,
                                           r"^Add: .*inputs: \(2, 4\) float64, \(5,\) float64", "Add"),
     "linear weight of the wrong width": Bad(on((2, 3), (4, 5))(F.linear), ValueError,
                                             r"^linear: input \(2, 3\) has 3 features, the weight \(4, 5\) expects 5",
@@ -403,56 +407,56 @@ BAD: dict[str, Bad] = {
                           "GetItem"),
     "a float index": Bad(on((2, 3))(lambda a: a[1.5]), IndexError, r"^GetItem: only integers.*\(2, 3\)", "GetItem"),
     # ---- axes
-    "sum axis 2 of 2-D": Bad(on((2, 3))(lambda a: a.sum(axis=2)), np.exceptions.AxisError,
+    "sum axis 2 of 2-D": Bad(on((2, 3))(lambda a: a.sum(axis=2)), tg.AxisError,
                              r"^sum: axis 2 is out of range for a tensor with 2 dims", "sum"),
     "sum axis True": Bad(on((2, 3))(lambda a: a.sum(axis=True)), TypeError, rf"^sum: {_AXIS_TYPE} True", "sum"),
     "sum axis 1.0": Bad(on((2, 3))(lambda a: a.sum(axis=1.0)), TypeError, rf"^sum: {_AXIS_TYPE} 1\.0", "sum",
                         bug="a float axis gives \"'float' object is not iterable\", naming neither sum nor the axis",
                         fails_with=AssertionError),
-    "sum repeated axis (1, -1)": Bad(on((2, 3))(lambda a: a.sum(axis=(1, -1))), ValueError,
+    "sum repeated axis (1, -1)": Bad(on((2, 3))(lambda a: a.sum(axis=(1, -1))), tg.ShapeError,
                                      r"^sum: axis \(1, -1\) repeats an axis", "sum"),
-    "mean axis -3 of 2-D": Bad(on((2, 3))(lambda a: a.mean(axis=-3)), np.exceptions.AxisError,
+    "mean axis -3 of 2-D": Bad(on((2, 3))(lambda a: a.mean(axis=-3)), tg.AxisError,
                                r"^mean: axis -3 is out of range for a tensor with 2 dims", "mean"),
     "mean axis [0, 1.5]": Bad(on((2, 3))(lambda a: a.mean(axis=[0, 1.5])), TypeError,
                               rf"^mean: {_AXIS_TYPE} \[0, 1\.5\]", "mean"),
-    "max axis (0, 2) of 2-D": Bad(on((2, 3))(lambda a: a.max(axis=(0, 2))), np.exceptions.AxisError,
+    "max axis (0, 2) of 2-D": Bad(on((2, 3))(lambda a: a.max(axis=(0, 2))), tg.AxisError,
                                   r"^max: axis 2 is out of range", "max"),
-    "max repeated axis (0, -2)": Bad(on((2, 3))(lambda a: a.max(axis=(0, -2))), ValueError,
+    "max repeated axis (0, -2)": Bad(on((2, 3))(lambda a: a.max(axis=(0, -2))), tg.ShapeError,
                                      r"^max: axis \(0, -2\) repeats an axis", "max"),
-    "max over an empty axis": Bad(on((0, 3))(lambda a: a.max(axis=0)), ValueError,
+    "max over an empty axis": Bad(on((0, 3))(lambda a: a.max(axis=0)), tg.ShapeError,
                                   r"^Max: zero-size array to reduction operation maximum.*\(0, 3\) float64", "Max"),
     "var axis '1'": Bad(on((2, 3))(lambda a: a.var(axis="1")), TypeError, rf"^var: {_AXIS_TYPE} '1'", "var"),
-    "var axis 3 of 2-D": Bad(on((2, 3))(lambda a: a.var(axis=3)), np.exceptions.AxisError,
+    "var axis 3 of 2-D": Bad(on((2, 3))(lambda a: a.var(axis=3)), tg.AxisError,
                              r"^var: axis 3 is out of range", "var"),
-    "logsumexp axis 2 of 2-D": Bad(on((2, 3))(lambda a: a.logsumexp(axis=2)), np.exceptions.AxisError,
+    "logsumexp axis 2 of 2-D": Bad(on((2, 3))(lambda a: a.logsumexp(axis=2)), tg.AxisError,
                                    r"^logsumexp: axis 2 is out of range", "logsumexp"),
-    "logsumexp repeated axis (0, -2)": Bad(on((2, 3))(lambda a: a.logsumexp(axis=(0, -2))), ValueError,
+    "logsumexp repeated axis (0, -2)": Bad(on((2, 3))(lambda a: a.logsumexp(axis=(0, -2))), tg.ShapeError,
                                            r"^logsumexp: axis \(0, -2\) repeats an axis", "logsumexp"),
-    "softmax axis 2 of 2-D": Bad(on((2, 3))(lambda a: a.softmax(axis=2)), np.exceptions.AxisError,
+    "softmax axis 2 of 2-D": Bad(on((2, 3))(lambda a: a.softmax(axis=2)), tg.AxisError,
                                  r"^softmax: axis 2 is out of range", "softmax"),
     "softmax axis 1.5": Bad(on((2, 3))(lambda a: F.softmax(a, axis=1.5)), TypeError, rf"^softmax: {_AXIS_TYPE} 1\.5",
                             "softmax", bug="a float axis gives \"'float' object is not iterable\"",
                             fails_with=AssertionError),
-    "log_softmax axis -3 of 2-D": Bad(on((2, 3))(lambda a: F.log_softmax(a, axis=-3)), np.exceptions.AxisError,
+    "log_softmax axis -3 of 2-D": Bad(on((2, 3))(lambda a: F.log_softmax(a, axis=-3)), tg.AxisError,
                                       r"^log_softmax: axis -3 is out of range", "log_softmax"),
-    "transpose (0, 0, 1)": Bad(on((2, 3, 4))(lambda a: a.transpose(0, 0, 1)), ValueError,
+    "transpose (0, 0, 1)": Bad(on((2, 3, 4))(lambda a: a.transpose(0, 0, 1)), tg.ShapeError,
                                r"^transpose: axes \(0, 0, 1\) are not a permutation of the 3 axes of \(2, 3, 4\)",
                                "transpose"),
-    "transpose too few axes": Bad(on((2, 3, 4))(lambda a: a.transpose(0, 1)), ValueError,
+    "transpose too few axes": Bad(on((2, 3, 4))(lambda a: a.transpose(0, 1)), tg.ShapeError,
                                   r"^transpose: axes \(0, 1\) are not a permutation", "transpose"),
-    "transpose axis 2 of 2-D": Bad(on((2, 3))(lambda a: a.transpose(0, 2)), ValueError,
+    "transpose axis 2 of 2-D": Bad(on((2, 3))(lambda a: a.transpose(0, 2)), tg.ShapeError,
                                    r"^transpose: axes \(0, 2\) are not a permutation of the 2 axes of \(2, 3\)",
                                    "transpose"),
-    "swapaxes axis 2 of 2-D": Bad(on((2, 3))(lambda a: a.swapaxes(0, 2)), np.exceptions.AxisError,
+    "swapaxes axis 2 of 2-D": Bad(on((2, 3))(lambda a: a.swapaxes(0, 2)), tg.AxisError,
                                   r"^swapaxes: axis 2 is out of range", "swapaxes"),
     "swapaxes axis 1.0": Bad(on((2, 3))(lambda a: a.swapaxes(0, 1.0)), TypeError, rf"^swapaxes: {_AXIS_TYPE} 1\.0",
                              "swapaxes", bug="a float axis gives \"'float' object is not iterable\"",
                              fails_with=AssertionError),
-    "squeeze axis 2 of 2-D": Bad(on((2, 1))(lambda a: a.squeeze(2)), np.exceptions.AxisError,
+    "squeeze axis 2 of 2-D": Bad(on((2, 1))(lambda a: a.squeeze(2)), tg.AxisError,
                                  r"^squeeze: axis 2 is out of range", "squeeze"),
-    "squeeze repeated axis (0, 0)": Bad(on((1, 3))(lambda a: a.squeeze((0, 0))), ValueError,
+    "squeeze repeated axis (0, 0)": Bad(on((1, 3))(lambda a: a.squeeze((0, 0))), tg.ShapeError,
                                         r"^squeeze: axis \(0, 0\) repeats an axis", "squeeze"),
-    "unsqueeze axis 4 of 2-D": Bad(on((2, 1))(lambda a: a.unsqueeze(4)), np.exceptions.AxisError,
+    "unsqueeze axis 4 of 2-D": Bad(on((2, 1))(lambda a: a.unsqueeze(4)), tg.AxisError,
                                    r"^unsqueeze: axis 4 is out of range for a tensor with 3 dims", "unsqueeze"),
     # ---- integer / bool tensors asking for grad
     "int64 array with requires_grad": Bad(lambda w: Tensor(np.arange(3), requires_grad=True), TypeError,
@@ -570,7 +574,7 @@ BAD: dict[str, Bad] = {
                                    bug=_NOT_A_TENSOR, fails_with=AttributeError),
     # ---- a saved tensor changed between forward and backward
     "write into a saved leaf's array": Bad(_write_saved_leaf, ValueError, r"read-only"),
-    "write into the ndarray a leaf was made from": Bad(_write_through_the_source_array, ValueError, r"read-only"),
+    "write into the ndarray given to from_numpy": Bad(_write_through_the_source_array, ValueError, r"read-only"),
     "write into a parameter held by a graph": Bad(_write_saved_parameter, ValueError, r"read-only"),
     "replace a saved leaf's .data": Bad(_replace_saved_leaf, RuntimeError,
                                         r"^Mul: its input 0 \(x \(2, 3\)\) was given new data"),
@@ -595,8 +599,8 @@ BAD: dict[str, Bad] = {
     "log of a negative under detect_anomaly": Bad(_anomaly_forward, tg.AnomalyError,
                                                   r"^Log produced NaN \(output \(3,\)\) at block/Log; inputs: \(3,\); "
                                                   rf"the op was created at .*{re.escape(HERE)}:\d+$", "Log"),
-    "sqrt at 0 in backward under detect_anomaly": Bad(_anomaly_backward, tg.AnomalyError,
-                                                      r"^Div \(in Sqrt\.backward\) produced Inf \(output \(3,\)\) at "
+    "0 * sqrt at 0 in backward under detect_anomaly": Bad(_anomaly_backward, tg.AnomalyError,
+                                                      r"^Div \(in Sqrt\.backward\) produced NaN \(output \(3,\)\) at "
                                                       rf"block/Sqrt; inputs: \(3,\), \(3,\); .*{re.escape(HERE)}:\d+$",
                                                       "Div"),
     "Inf into a BatchNorm1d under detect_anomaly": Bad(_anomaly_in_a_module, tg.AnomalyError,
@@ -642,16 +646,17 @@ BAD: dict[str, Bad] = {
                        bug=_BAD_HYPER, fails_with=DID_NOT_RAISE),
     "RMSprop alpha -1": Bad(lambda w: tg.optim.RMSprop([leaf(2)], alpha=-1.0), ValueError, both("RMSprop", "alpha"),
                             bug=_BAD_HYPER, fails_with=DID_NOT_RAISE),
-    "SGD step with a .grad of the wrong shape": Bad(_bad_grad_at_step(tg.optim.SGD, momentum=0.9), ValueError,
-                                                    both("SGD", "parameter 1", "(5,)", "(2,)"),
-                                                    bug="a raw NumPy broadcast error, after parameter 0 was updated "
-                                                        "and a (5,) momentum buffer stored for parameter 1",
-                                                    fails_with=AssertionError),
-    "Adam step with a .grad of the wrong shape": Bad(_bad_grad_at_step(tg.optim.Adam), ValueError,
-                                                     both("Adam", "parameter 1", "(5,)", "(2,)"),
-                                                     bug="a raw NumPy broadcast error, after parameter 0 was updated "
-                                                         "and parameter 1's m and t changed",
-                                                     fails_with=AssertionError),
+    "a .grad of the wrong shape before an SGD step": Bad(_bad_grad_at_step(tg.optim.SGD, momentum=0.9),
+                                                         tg.ShapeError, both("assigned grad has shape (5,)", "(2,)"),
+                                                         bug="a raw NumPy broadcast error, after parameter 0 was "
+                                                             "updated and a (5,) momentum buffer stored for "
+                                                             "parameter 1",
+                                                         fails_with=AssertionError),
+    "a .grad of the wrong shape before an Adam step": Bad(_bad_grad_at_step(tg.optim.Adam), tg.ShapeError,
+                                                          both("assigned grad has shape (5,)", "(2,)"),
+                                                          bug="a raw NumPy broadcast error, after parameter 0 was "
+                                                              "updated and parameter 1's m and t changed",
+                                                          fails_with=AssertionError),
     # ---- viz misuse
     "to_dot of a freed graph": Bad(_viz_freed, ValueError, r"freed by backward\(\).*retain_graph=True"),
     "draw(backward=True) of a gradient without a graph": Bad(_viz_backward_without_graph, ValueError,
@@ -720,9 +725,6 @@ def test_bad_input_is_a_clear_error_that_changes_nothing(name):
 
 # ------------------------------------------------------------------------------ bad inputs outside the table
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="a view of a leaf's array taken before the graph stays "
-                   "writable while the graph holds the array: the write goes through and backward silently returns "
-                   "the gradient at the new value (200, for a loss computed at x = 1)")
 def test_a_view_taken_before_the_graph_cannot_change_a_saved_leaf_silently():
     x = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
     view = x.data[:]
@@ -1064,7 +1066,7 @@ def test_detect_anomaly_is_off_by_default_and_costs_nothing_when_off(monkeypatch
     the user's line runs (patched here to record calls, and shown live inside detect_anomaly)."""
     assert tg.engine._State.anomaly is False
     calls: list[str] = []
-    monkeypatch.setattr(tg.engine, "_check_finite", lambda *a: calls.append("check"))
+    monkeypatch.setattr(tg.engine, "_check_finite", lambda *a, **k: calls.append("check"))
     monkeypatch.setattr(tg.engine, "_user_site", lambda: calls.append("site") or "here")
     x = Tensor(np.array([-1.0, 0.0, 4.0]), requires_grad=True)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -1088,24 +1090,24 @@ def test_anomaly_names_the_line_that_created_the_op():
         assert str(info.value).endswith(f"{HERE}:{line}"), str(info.value)
         line = inspect.currentframe().f_lineno + 1
         y = x.sqrt()
-        with np.errstate(divide="ignore"), pytest.raises(tg.AnomalyError) as info:
-            y.sum().backward()  # the backward of the op made on `line`
+        with np.errstate(divide="ignore", invalid="ignore"), pytest.raises(tg.AnomalyError) as info:
+            (y * 0.0).sum().backward()  # the backward of the op made on `line`: 0 / (2 sqrt 0) is NaN
         assert str(info.value).endswith(f"{HERE}:{line}"), str(info.value)
 
 
 def test_a_backward_anomaly_writes_nothing_frees_nothing_and_leaves_no_rule_behind():
     x = Tensor(np.array([0.0, 1.0]), requires_grad=True)
-    y = x.sqrt().sum()
+    y = (x.sqrt() * 0.0).sum()
     with tg.detect_anomaly():
-        with np.errstate(divide="ignore"), pytest.raises(tg.AnomalyError, match=r"Sqrt\.backward"):
+        with np.errstate(divide="ignore", invalid="ignore"), pytest.raises(tg.AnomalyError, match=r"Sqrt\.backward"):
             y.backward()
         assert x.grad is None
         with np.errstate(invalid="ignore"), pytest.raises(tg.AnomalyError) as info:
             Tensor(np.array([-1.0])).log()  # a forward op now is not "in Sqrt.backward"
         assert str(info.value).startswith("Log produced NaN"), str(info.value)
-    with np.errstate(divide="ignore"):
-        y.backward()  # the graph survived; outside detect_anomaly the Inf is the documented result
-    np.testing.assert_array_equal(x.grad.data, [np.inf, 0.5])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        y.backward()  # the graph survived; outside detect_anomaly the NaN is the documented result
+    np.testing.assert_array_equal(x.grad.data, [np.nan, 0.0])
 
 
 def test_nested_detect_anomaly_no_grad_and_scope_restore_state_after_exceptions():

@@ -32,3 +32,230 @@ def test_float32_batch_norm_matches_a_float64_evaluation_to_float32_round_off(rn
     bound = np.spacing(np.float32(1e3)) / 2 / np.sqrt(x64.var(0) + 1e-5) * 1.05
     assert got.dtype == np.float32
     assert np.all(np.abs(got - want) <= bound + 1e-6)
+
+
+# ------------------------------------------------------------------ 1. writes through a view of a held array
+
+VIEWS = {"x[0:2]": lambda x: x[0:2], "x.reshape(3, 1)": lambda x: x.reshape(3, 1), "x.T": lambda x: x.T}
+
+
+@pytest.mark.parametrize("view", VIEWS)
+def test_a_write_through_an_op_made_view_is_refused_and_the_gradient_stays_true(view):
+    """v is a view of x's memory; writing v.data went through, and backward read v = 100
+    (x.grad = [200, 2, 0] for x = [0, 1, 2]). Arrays inside a graph are born read-only now."""
+    x = Tensor(np.array([0.0, 1.0, 2.0]), requires_grad=True)
+    v = VIEWS[view](x)
+    z = (v * v).sum()
+    with pytest.raises(ValueError, match="read-only"):
+        v.data.reshape(-1)[0] = 100.0
+    with pytest.raises(ValueError, match="read-only"):
+        x.data[0] = 100.0  # the memory it views is held too
+    z.backward()
+    want = 2 * np.array([0.0, 1.0, 2.0]) * (np.arange(3) < 2 if view == "x[0:2]" else 1)
+    np.testing.assert_array_equal(x.grad.data, want)
+
+
+@pytest.mark.parametrize("take", ["t.data", "np.asarray(t)", "t.numpy()", "t.detach().data"])
+def test_a_view_handed_out_before_the_graph_cannot_change_it_silently(take):
+    """A view taken while the array was writable stays writable (NumPy flags are per view), so
+    the graph that later holds the array compares it at backward with a copy it took then."""
+    x = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    handed = {"t.data": lambda t: t.data, "np.asarray(t)": np.asarray, "t.numpy()": lambda t: t.numpy(),
+              "t.detach().data": lambda t: t.detach().data}[take](x)
+    view = handed[:]  # (a write through `handed` itself is refused at once: it is the held array)
+    y = (x * x).sum()
+    view[0] = 100.0
+    with pytest.raises(RuntimeError, match=r"^Mul: its input 0 .*changed in place .*through a view"):
+        y.backward()
+    assert x.grad is None  # nothing written
+
+
+def test_an_unchanged_view_costs_nothing_but_a_copy_and_the_gradient_is_exact():
+    x = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    view = x.data[:]
+    (x * x).sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [2.0, 4.0, 6.0])
+    view[0] = 5.0  # the graph is gone: writing is allowed again, as before any graph
+    assert x.data[0] == 5.0
+
+
+def test_replacing_an_intermediate_s_data_is_caught_at_backward():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    h = x * 3.0
+    y = (h * h).sum()
+    h.data = np.array([7.0, 7.0])
+    with pytest.raises(RuntimeError, match=r"^Mul: its input 0 .* was given new data"):
+        y.backward()
+
+
+# ------------------------------------------------------------ 2. arrays already read-only when the graph was built
+
+def _read_only(tmp_path, values):
+    np.save(tmp_path / "w.npy", np.asarray(values))
+    return np.load(tmp_path / "w.npy", mmap_mode="r")
+
+
+def test_a_read_only_shared_array_is_still_guarded_against_an_early_optimizer_step(tmp_path):
+    w = tg.from_numpy(_read_only(tmp_path, [1.0, -2.0]), requires_grad=True)
+    loss = (w * w).sum()
+    w.grad = Tensor(np.array([1.0, 1.0]))
+    tg.optim.SGD([w], lr=0.5).step()  # gives w a new array (its own was read-only)
+    with pytest.raises(RuntimeError, match=r"^Mul: its input 0 .* was given new data"):
+        loss.backward()
+
+
+def test_tensor_of_a_memory_map_is_an_ordinary_writable_copy(tmp_path):
+    m = _read_only(tmp_path, [1.0, -2.0])
+    w = Tensor(m, requires_grad=True)
+    assert w.data.flags.writeable and not np.shares_memory(w.data, m)
+    (w * w).sum().backward()
+    np.testing.assert_array_equal(w.grad.data, [2.0, -4.0])
+
+
+# ------------------------------------------------------------------ 3, 4. copies and sharing
+
+def test_np_array_of_a_tensor_is_a_snapshot_and_np_asarray_shares():
+    w = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    before = np.array(w)
+    shared = np.asarray(w)
+    w.grad = Tensor(np.array([1.0, 1.0]))
+    tg.optim.SGD([w], lr=0.5).step()
+    np.testing.assert_array_equal(before, [1.0, 2.0])
+    np.testing.assert_array_equal(shared, [0.5, 1.5])
+    assert np.array(w, dtype=np.float32).dtype == np.float32
+
+
+def test_tensor_copies_the_callers_array_and_from_numpy_shares_it():
+    a = np.array([1.0, 2.0, 3.0])
+    t, s = Tensor(a, requires_grad=True), tg.from_numpy(a, requires_grad=True)
+    assert not np.shares_memory(t.data, a) and s.data is a
+    y = (t * t).sum()
+    a[0] = 10.0  # the caller's array stays the caller's: no error, and the graph never sees it
+    y.backward()
+    np.testing.assert_array_equal(t.grad.data, [2.0, 4.0, 6.0])
+    z = (s * s).sum()
+    with pytest.raises(ValueError, match="read-only"):  # shared and held: the caller's writes are refused
+        a[0] = 11.0
+    z.backward()
+    a[0] = 11.0  # released with the graph
+
+
+def test_cs231n_style_finite_differences_on_the_callers_array_work_while_a_graph_lives():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(5)
+    xt = Tensor(x, requires_grad=True)
+    loss = (xt * xt * xt).sum()
+    h, numeric = 1e-5, np.zeros(5)
+    for i in range(5):  # nudge the caller's own array in place, as cs231n's eval_numerical_gradient does
+        old = x[i]
+        x[i] = old + h
+        plus = (Tensor(x) ** 3).sum().item()
+        x[i] = old - h
+        minus = (Tensor(x) ** 3).sum().item()
+        x[i] = old
+        numeric[i] = (plus - minus) / (2 * h)
+    loss.backward()
+    np.testing.assert_allclose(xt.grad.data, numeric, rtol=1e-8)
+
+
+# ------------------------------------------------------------------ 5. select, don't multiply
+
+def _grad_with_inf_upstream(f, *values):
+    xs = [Tensor(np.asarray(v, np.float64), requires_grad=True) for v in values]
+    with np.errstate(divide="ignore", invalid="ignore"), tg.detect_anomaly():  # a correct program: no anomaly
+        f(*xs).sum().backward()
+    return [x.grad.data for x in xs]
+
+
+def test_relu_then_sqrt_sends_zero_not_nan_below_zero_as_pytorch():
+    (g,) = _grad_with_inf_upstream(lambda x: x.relu().sqrt(), [-1.0, 0.0, 4.0])
+    np.testing.assert_array_equal(g, [0.0, 0.0, 0.25])
+
+
+def test_maximum_and_minimum_send_zero_to_the_loser_under_an_infinite_gradient():
+    ga, gb = _grad_with_inf_upstream(lambda a, b: tg.maximum(a, b).sqrt(), [0.0, -1.0, 0.0], [-1.0, 0.0, 0.0])
+    np.testing.assert_array_equal(ga, [np.inf, 0.0, np.inf])  # PyTorch: the tie splits inf into inf and inf
+    np.testing.assert_array_equal(gb, [0.0, np.inf, np.inf])
+    ga, gb = _grad_with_inf_upstream(lambda a, b: tg.minimum(a, b).sqrt(), [0.0, 1.0], [1.0, 0.0])
+    np.testing.assert_array_equal(ga, [np.inf, 0.0])
+    np.testing.assert_array_equal(gb, [0.0, np.inf])
+
+
+def test_pow_at_exponent_zero_and_abs_and_max_at_their_kinks_send_zero():
+    ga, gb = _grad_with_inf_upstream(lambda a, b: (a ** b - 1).sqrt(), [0.0, 2.0], [0.0, 0.0])
+    np.testing.assert_array_equal(ga, [0.0, 0.0])  # d a^b / da = b a^(b-1) = 0 at b = 0, whatever comes down
+    (g,) = _grad_with_inf_upstream(lambda x: x.abs().sqrt(), [0.0, 4.0])
+    np.testing.assert_array_equal(g, [0.0, 0.25])
+    (g,) = _grad_with_inf_upstream(lambda x: (x.max() - 3.0).sqrt(), [3.0, 1.0])
+    np.testing.assert_array_equal(g, [np.inf, 0.0])
+
+
+def test_pow_exponent_gradient_at_base_zero_is_minus_inf_for_negative_exponents_as_pytorch():
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = Tensor(np.zeros(3), requires_grad=True)
+        b = Tensor(np.array([-1.0, 0.0, 2.0]), requires_grad=True)
+        (a ** b).sum().backward()
+    np.testing.assert_array_equal(b.grad.data, [-np.inf, 0.0, 0.0])
+    np.testing.assert_array_equal(a.grad.data, [-np.inf, 0.0, 0.0])
+
+
+# ------------------------------------------------------------------ 6. .grad is validated on assignment
+
+@pytest.mark.parametrize("bad, exc, match", [
+    (np.ones(3), TypeError, "must be a Tensor or None, got ndarray"),
+    (Tensor(np.ones(4)), tg.ShapeError, r"has shape \(4,\), but the tensor has shape \(3,\)"),
+    (Tensor(np.ones(3, np.complex128)), TypeError, "dtype complex128, but the tensor is float64"),
+    (Tensor(np.ones(3, np.float32)), TypeError, "dtype float32, but the tensor is float64"),
+])
+def test_a_bad_grad_is_refused_on_assignment_and_changes_nothing(bad, exc, match):
+    w = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    w.grad = Tensor(np.zeros(3))
+    with pytest.raises(exc, match=match):
+        w.grad = bad
+    np.testing.assert_array_equal(w.grad.data, np.zeros(3))
+
+
+# ------------------------------------------------------------------ 7. tensors inside a list operand
+
+def test_a_list_of_tensors_as_an_operand_or_data_is_refused_rather_than_detached():
+    x = Tensor(np.ones(2), requires_grad=True)
+    a, b = Tensor(2.0, requires_grad=True), Tensor(3.0, requires_grad=True)
+    with pytest.raises(TypeError, match="detach them.*tg.stack"):
+        x * [a, b]
+    with pytest.raises(TypeError, match="detach them.*tg.stack"):
+        [a, b] + x
+    with pytest.raises(TypeError, match="detach them.*tg.stack"):
+        Tensor([a, [b]])
+
+
+# ------------------------------------------------------------------ 8. var, min, complex numbers
+
+def test_var_and_std_with_correction_at_least_n_are_inf_or_nan_never_negative():
+    x = Tensor(np.array([1.0, 2.0, 3.0]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        assert x.var(correction=3).item() == np.inf and x.var(correction=5).item() == np.inf
+        assert np.isnan(Tensor(np.array([1.0, 1.0])).var(correction=2).item())  # 0 / 0
+        assert x.std(correction=4).item() == np.inf
+
+
+@pytest.mark.parametrize("values", [np.array([0, 255], np.uint8), np.array([np.iinfo(np.int64).min, 5]),
+                                    np.array([True, False]), np.array([3, 1, 2], np.int8)])
+def test_min_is_exact_for_every_dtype(values):
+    t = Tensor(values)
+    assert t.min().item() == values.min() and t.min().dtype == values.dtype
+    np.testing.assert_array_equal(t.reshape(-1, 1).min(axis=1).data, values)
+
+
+def test_min_gradient_shares_ties_like_max():
+    x = Tensor(np.array([1.0, 1.0, 3.0]), requires_grad=True)
+    x.min().backward()
+    np.testing.assert_array_equal(x.grad.data, [0.5, 0.5, 0.0])
+
+
+def test_a_complex_number_promotes_instead_of_vanishing_and_is_refused_in_a_graph():
+    x = Tensor(np.array([1.0, 2.0], np.float32))
+    y = x * np.complex128(2j)
+    assert y.dtype == np.complex64 and y.data.tolist() == [2j, 4j]
+    assert (Tensor(np.ones(2)) * 2j).dtype == np.complex128
+    with pytest.raises(TypeError, match="complex arithmetic .* not differentiable"):
+        Tensor(np.ones(2), requires_grad=True) * 2j

@@ -1,10 +1,10 @@
 """tinygrad_bn: a small, exact reverse-mode autodiff on NumPy, for checking hand-derived gradients."""
 from . import engine  # noqa: I001  (first: tensor.py and ops.py build on it)
-from .engine import enable_grad, grad, is_grad_enabled, no_grad, scope
+from .engine import AxisError, ShapeError, enable_grad, grad, is_grad_enabled, no_grad, scope
 from .guards import AnomalyError, detect_anomaly
-from .tensor import Tensor, manual_seed, maximum, ones, randn, tensor, zeros
+from .tensor import Tensor, from_numpy, manual_seed, maximum, minimum, ones, randn, tensor, where, zeros
 from . import analytic, check, nn, optim, viz
 
-__all__ = ["Tensor", "tensor", "zeros", "ones", "randn", "maximum", "manual_seed", "grad", "no_grad",
-           "enable_grad", "is_grad_enabled", "scope",
+__all__ = ["Tensor", "tensor", "from_numpy", "zeros", "ones", "randn", "maximum", "minimum", "where", "manual_seed",
+           "grad", "no_grad", "enable_grad", "is_grad_enabled", "scope", "ShapeError", "AxisError",
            "detect_anomaly", "AnomalyError", "analytic", "check", "nn", "optim", "viz", "engine"]

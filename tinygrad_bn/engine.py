@@ -49,6 +49,15 @@ class _ThreadState(threading.local):
 
 
 _State = _ThreadState()
+
+
+class ShapeError(ValueError, RuntimeError):
+    """A shape or dimension error (mismatched shapes, a bad reshape, a wrong channel count): both a
+    ValueError, as NumPy code expects, and a RuntimeError, as PyTorch code expects."""
+
+
+class AxisError(ShapeError, IndexError):
+    """An axis out of range (PyTorch raises IndexError for it; NumPy's AxisError is a ValueError too)."""
 _new_tensor = object.__new__
 
 
@@ -118,26 +127,29 @@ class Function:
     @classmethod
     def apply(cls, *parents: Tensor, **params: Any) -> Tensor:
         ctx = cls()
-        arrays = [p.data for p in parents]
+        arrays = [p._data for p in parents]
         try:
             data = ctx.forward(*arrays, **params)
-        except (ValueError, IndexError, TypeError, np.exceptions.AxisError) as e:
+        except (ValueError, IndexError, TypeError) as e:
             raise _op_error(cls, parents, e) from None
         out = _new_tensor(Tensor)  # Tensor._wrap, inlined: this is the hottest line of the library
-        out.data = data if type(data) is np.ndarray else np.asarray(data)
-        out.requires_grad, out.grad, out._ctx, out.name, out._retains_grad = False, None, None, None, False
+        out._data = data = data if type(data) is np.ndarray else np.asarray(data)
+        out.requires_grad, out._grad, out._ctx, out.name, out._retains_grad = False, None, None, None, False
         if _State.anomaly:
             rule = _State.rule
             ctx.site = getattr(rule, "site", "<unknown>") if rule is not None else _user_site()
             _check_finite(f"{cls.__name__} (in {rule!r}.backward)" if rule is not None else cls.__name__,
-                          rule or cls, (rule or ctx).scope if rule is not None else _State.scope, arrays, out.data,
-                          ctx.site)
+                          rule or cls, (rule or ctx).scope if rule is not None else _State.scope, arrays, data,
+                          ctx.site, allow_inf=rule is not None)
         if _State.grad_enabled:
             needs = [p.requires_grad for p in parents]
             if True in needs:
                 ctx.parents, ctx.needs, ctx.scope, ctx.grad_of = parents, needs, _State.scope, _State.grad_of
-                ctx.locked = _lock(parents, arrays) if cls.reads_inputs else None
-                ctx.arrays = arrays if ctx.locked is not None else None  # what _check_unchanged compares
+                if cls.reads_inputs:  # backward will read these arrays: guard them (guards.py)
+                    ctx.arrays, ctx.locked = arrays, _lock(parents, arrays)
+                else:
+                    ctx.arrays = ctx.locked = None
+                data.flags.writeable = False  # an array inside a graph is never written (a view's too)
                 out._ctx, out.requires_grad = ctx, True
         return out
 
@@ -168,10 +180,12 @@ class Accumulate(Function):
 
 
 def _op_error(cls: type, parents: Sequence[Tensor], e: Exception) -> Exception:
-    """Re-raise a NumPy failure inside an op as the same error type, naming the op and its inputs."""
+    """Re-raise a NumPy failure inside an op, naming the op and its inputs: a NumPy ValueError (shapes
+    that do not broadcast, a bad reshape) as ShapeError, an axis error as AxisError, else its own type."""
     shapes = ", ".join(f"{p.shape} {p.dtype}" for p in parents)
     where = f" in scope {'/'.join(_State.scope)}" if _State.scope else ""
-    return type(e)(f"{cls.__name__}{where}: {e} (inputs: {shapes})")
+    kind = AxisError if isinstance(e, np.exceptions.AxisError) else ShapeError if type(e) is ValueError else type(e)
+    return kind(f"{cls.__name__}{where}: {e} (inputs: {shapes})")
 
 
 # ---------------------------------------------------------------------------------- backward
@@ -223,7 +237,7 @@ def _seed_grads(outputs: list[Tensor], grad_outputs: list) -> list[Tensor]:
                 f"output {i} (shape {t.shape}) does not require grad and has no graph: nothing to "
                 "differentiate (was it made under no_grad, or from tensors without requires_grad=True?)")
         if g is None:
-            if t.data.size != 1:
+            if t._data.size != 1:
                 raise RuntimeError(
                     f"grad can be implicitly created only for a single-element output, got shape {t.shape}:"
                     " pass a gradient of that shape, e.g. t.backward(tg.ones(t.shape)), or reduce t first")
@@ -256,6 +270,7 @@ def backprop(outputs: list[Tensor], seeds: list[Tensor], retain_graph: bool, cre
     found: dict[Tensor, Tensor] = {}
     freed: Any = None  # a freed node that got a gradient but, its inputs released, leads nowhere known
     to_store: list[tuple[Tensor, Tensor]] = []
+    checked: set[int] = set()  # holds whose snapshot this sweep compared already
     anomaly = _State.anomaly
     try:
         with (enable_grad() if create_graph else no_grad()):
@@ -276,8 +291,8 @@ def backprop(outputs: list[Tensor], seeds: list[Tensor], retain_graph: bool, cre
                     continue
                 if ctx.parents is None:
                     raise _freed_error(ctx, t)
-                if ctx.locked is not None:
-                    _check_unchanged(ctx)
+                if ctx.arrays is not None:
+                    _check_unchanged(ctx, checked)
                 if anomaly:
                     _State.rule = ctx
                 if create_graph:  # ops recorded now belong to ctx's backward rule (the renderer groups them)
@@ -289,18 +304,19 @@ def backprop(outputs: list[Tensor], seeds: list[Tensor], retain_graph: bool, cre
                     _State.rule = None
                     for pg in in_grads:
                         if pg is not None:
-                            _check_finite(f"{ctx!r}.backward", ctx, ctx.scope, [g.data], pg.data,
-                                          getattr(ctx, "site", "<created before detect_anomaly was on>"))
+                            _check_finite(f"{ctx!r}.backward", ctx, ctx.scope, [g._data], pg._data,
+                                          getattr(ctx, "site", "<created before detect_anomaly was on>"),
+                                          allow_inf=True)
                 if len(in_grads) != len(ctx.parents):
                     raise RuntimeError(f"{ctx!r}.backward returned {len(in_grads)} gradients "
                                        f"for {len(ctx.parents)} inputs")
                 for p, need, pg in zip(ctx.parents, ctx.needs, in_grads):
                     if not need or pg is None:
                         continue
-                    if pg.data.shape != p.data.shape:
-                        pg = _unbroadcast(pg, p.data.shape, ctx)
-                    if pg.data.dtype != p.data.dtype:
-                        pg = pg.cast(p.data.dtype)
+                    if pg._data.shape != p._data.shape:
+                        pg = _unbroadcast(pg, p._data.shape, ctx)
+                    if pg._data.dtype != p._data.dtype:
+                        pg = pg.cast(p._data.dtype)
                     if create_graph and pg._ctx is None and pg.name is None:  # a gradient with no graph behind
                         pg.name = f"grad from {ctx!r}.backward"  # it: say so where it is drawn
                     prev = grads.get(p)
@@ -335,13 +351,14 @@ def _freed_error(ctx: Function, t: Tensor) -> RuntimeError:
 def _accumulate(t: Tensor, g: Tensor, create_graph: bool, stored: set[int]) -> None:
     """t.grad += g. The stored gradient must be t's own: writable, not a view, not handed to
     another tensor or the caller, so an in-place change to one .grad leaks nowhere. With
-    create_graph the copy is a graph op (clone), so the gradient stays differentiable."""
-    if id(g) in stored or not g.data.flags.writeable or g.data.base is not None:
+    create_graph a gradient that is a graph node is read-only already (as every array in a graph);
+    a copy is then a graph op (clone), so the gradient stays differentiable."""
+    if id(g) in stored or g._ctx is None and (not g._data.flags.writeable or g._data.base is not None):
         # order="K" keeps the layout: a transposed view (a weight's gradient through w.T) is copied
         # as one contiguous block instead of element by element, and stays a transpose
-        g = g.clone() if create_graph else Tensor._wrap(g.data.copy(order="K"))
+        g = g.clone() if create_graph else Tensor._wrap(g._data.copy(order="K"))
     stored.add(id(g))
-    t.grad = g if t.grad is None else t.grad + g
+    t._grad = g if t._grad is None else t._grad + g
 
 
 def backward(t: Tensor, grad: Any = None, retain_graph: bool = False, create_graph: bool = False) -> None:

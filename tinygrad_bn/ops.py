@@ -16,6 +16,14 @@ def _const(a: np.ndarray) -> Tensor:
     return _frozen(np.asarray(a))
 
 
+def _select(grad: Tensor, share: np.ndarray) -> Tensor:
+    """grad * share where share != 0, exactly 0 elsewhere. Selected before multiplying: where an op
+    sends no gradient, an infinite upstream gradient must give 0, not 0 * inf = NaN (PyTorch's
+    relu and maximum do the same), and no NaN is made on the way (detect_anomaly stays quiet)."""
+    kept = Where.apply(grad, _const(np.zeros((), grad.dtype)), cond=share != 0)
+    return kept if share.dtype == np.bool_ else kept * _const(share.astype(grad.dtype))
+
+
 # ------------------------------------------------------------------------------------ unary
 
 class Neg(Function):
@@ -43,13 +51,13 @@ class Sqrt(Function):
 
 class Abs(Function):
     def forward(self, x): return np.abs(x)
-    def backward(self, grad, out): return grad * _const(np.sign(self.parents[0].data))  # 0 at 0
+    def backward(self, grad, out): return _select(grad, np.sign(self.parents[0]._data))  # sign x; 0 at 0
 
 
 class Relu(Function):
     reads_inputs = False
     def forward(self, x): return np.maximum(x, 0)
-    def backward(self, grad, out): return grad * _const(out.data > 0)       # subgradient 0 at 0
+    def backward(self, grad, out): return _select(grad, out._data > 0)     # subgradient 0 at 0
 
 
 class Tanh(Function):
@@ -72,6 +80,18 @@ class Cast(Function):
     def forward(self, x, dtype):
         return x.astype(dtype)
     def backward(self, grad, out): return grad.cast(self.parents[0].dtype)
+
+
+class Where(Function):
+    """cond ? a : b for a constant bool array `cond` (a comparison, which has no gradient)."""
+    reads_inputs = False
+    def forward(self, a, b, cond):
+        self.cond = cond
+        return np.where(cond, a, b)
+    def backward(self, grad, out):                                          # each side gets grad where chosen
+        zero = _const(np.zeros((), grad.dtype))
+        return (Where.apply(grad, zero, cond=self.cond) if self.needs[0] else None,
+                Where.apply(zero, grad, cond=self.cond) if self.needs[1] else None)
 
 
 # ----------------------------------------------------------------------------------- binary
@@ -114,20 +134,31 @@ class Div(Function):
 class Pow(Function):
     def forward(self, a, b): return np.power(a, b)
     def backward(self, grad, out):                                          # d a^b = b a^(b-1) da + a^b log(a) db
-        # at b = 0 the first term is 0 (PyTorch's convention, where 0 * a^-1 would be nan at a = 0),
-        # and at a = 0 the second is 0 for b >= 0 (a^b log a -> 0); the constant masks keep both exact
+        # PyTorch's conventions, selected (not multiplied) so an infinite grad gives no NaN: the first
+        # term is 0 where b = 0 (0 * a^-1 would be nan at a = 0), the second is 0 where a = 0 and b >= 0
+        # (a^b log a -> 0), and -inf * grad where a = 0 and b < 0 (inf * log 0)
         a, b = self.parents
-        return (grad * b * a ** (b - 1 + _const(b.data == 0)) if self.needs[0] else None,
-                grad * out * (a + _const(a.data == 0)).log() if self.needs[1] else None)
+        one, live = _const(np.ones((), a.dtype)), b._data != 0  # a^(b-1) as a^0 where b = 0: no 0^-1 = inf
+        da = _select(grad, live) * b * a ** Where.apply(b - 1, one * 0, cond=live) if self.needs[0] else None
+        flat = (a._data == 0) & (b._data >= 0)
+        db = _select(grad, ~flat) * out * Where.apply(one, a, cond=flat).log() if self.needs[1] else None
+        return da, db
 
 
 class Maximum(Function):
     def forward(self, a, b): return np.maximum(a, b)
     def backward(self, grad, out):
         # the larger input takes the gradient; a tie splits it evenly, as PyTorch does
-        a, b = self.parents[0].data, self.parents[1].data
-        share = (a > b) + (a == b) * np.asarray(0.5, grad.dtype)
-        return grad * _const(share.astype(grad.dtype)), grad * _const((1 - share).astype(grad.dtype))
+        share = self.wins(self.parents[0]._data, self.parents[1]._data)
+        return _select(grad, share), _select(grad, 1 - share)
+    @staticmethod
+    def wins(a, b): return (a > b) + (a == b) * np.asarray(0.5, np.result_type(a, b))  # a's share
+
+
+class Minimum(Maximum):
+    def forward(self, a, b): return np.minimum(a, b)
+    @staticmethod
+    def wins(a, b): return (a < b) + (a == b) * np.asarray(0.5, np.result_type(a, b))
 
 
 # ----------------------------------------------------------------------------------- reduce
@@ -155,9 +186,14 @@ class Max(Function):
     def backward(self, grad, out):
         # the maximal elements share the gradient evenly (a tie of k gets 1/k each), as PyTorch's amax
         kept = _kept(self.parents[0].shape, self.axis)
-        hit = self.parents[0].data == out.data.reshape(kept)
-        share = hit / hit.sum(axis=self.axis, keepdims=True)
-        return grad.reshape(kept) * _const(share.astype(grad.dtype))
+        hit = self.parents[0]._data == out._data.reshape(kept)
+        return _select(grad.reshape(kept), hit / hit.sum(axis=self.axis, keepdims=True))
+
+
+class Min(Max):  # the same rule: the minimal elements share the gradient
+    def forward(self, x, axis, keepdims):
+        self.axis = axis
+        return x.min(axis=axis, keepdims=keepdims)
 
 
 # --------------------------------------------------------------------------------- movement
@@ -228,7 +264,7 @@ class MatMul(Function):
         a, b = self.parents
         if not self.needs[1]:
             db = None
-        elif b.ndim == 2 and b.data.flags.f_contiguous and not b.data.flags.c_contiguous:
+        elif b.ndim == 2 and b._data.flags.f_contiguous and not b._data.flags.c_contiguous:
             db = (grad.swapaxes(-1, -2) @ a).swapaxes(-1, -2)  # b is a transpose (x @ w.T): so is dB, and
         else:                                                  # w's gradient comes out in w's own layout
             db = a.swapaxes(-1, -2) @ grad

@@ -12,7 +12,27 @@ from . import engine
 
 DEFAULT_FLOAT = np.dtype(np.float32)
 _new_tensor = object.__new__
-_NUMBER = (int, float, np.number, np.bool_)  # bool is an int
+_NUMBER = (int, float, complex, np.number, np.bool_)  # bool is an int
+
+
+_CATEGORY = {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}  # PyTorch's type categories: bool < integer < float < complex
+
+
+def _promote(a: np.ndarray, b: np.ndarray) -> np.dtype:
+    """PyTorch's result dtype for two tensors: the higher category wins (float32 * int64 is float32);
+    within one category the wider dtype, except that a 0-d tensor, like a number, never widens a
+    dimensioned one (float32 (3,) * float64 0-d is float32)."""
+    da, db = a.dtype, b.dtype
+    ca, cb = _CATEGORY[da.kind], _CATEGORY[db.kind]
+    if ca != cb:
+        return da if ca > cb else db
+    if (a.ndim == 0) != (b.ndim == 0):
+        return db if a.ndim == 0 else da
+    return np.promote_types(da, db)
+
+
+def _holds_tensor(x: Any) -> bool:
+    return isinstance(x, Tensor) or isinstance(x, (list, tuple)) and any(_holds_tensor(v) for v in x)
 
 
 def _shape(shape: Sequence[Any]) -> tuple[int, ...]:
@@ -36,11 +56,13 @@ def _axes(axis: Any, ndim: int, op: str) -> tuple[int, ...]:
     for a in axes:
         if not isinstance(a, (int, np.integer)) or isinstance(a, bool):
             raise TypeError(f"{op}: axis must be None, an int or a tuple of ints, got {axis!r}")
+        if ndim == 0 and a in (0, -1):  # a 0-d tensor takes axis 0 and -1 as PyTorch: a reduction over nothing
+            return ()
         if not -ndim <= a < ndim:
-            raise np.exceptions.AxisError(f"{op}: axis {a} is out of range for a tensor with {ndim} dims")
+            raise AxisError(f"{op}: axis {a} is out of range for a tensor with {ndim} dims")
     norm = sorted(int(a) % ndim for a in axes)
     if len(set(norm)) != len(norm):
-        raise ValueError(f"{op}: axis {axis!r} repeats an axis")
+        raise ShapeError(f"{op}: axis {axis!r} repeats an axis")
     return tuple(norm)
 
 
@@ -54,45 +76,86 @@ def _frozen(a: np.ndarray) -> Tensor:
     """A constant the library made (a wrapped number, a shift): read-only, so never anybody's data."""
     a.setflags(write=False)
     t = _new_tensor(Tensor)  # Tensor._wrap, inlined: every number in an expression passes here
-    t.data, t.requires_grad, t.grad, t._ctx, t.name, t._retains_grad = a, False, None, None, None, False
+    t._data, t.requires_grad, t._grad, t._ctx, t.name, t._retains_grad = a, False, None, None, None, False
     return t
 
 
 class Tensor:
     """An n-dimensional array that records the ops made from it, for reverse-mode autodiff."""
-    __slots__ = ("data", "requires_grad", "grad", "_ctx", "name", "_retains_grad", "__weakref__")
+    __slots__ = ("_data", "requires_grad", "_grad", "_ctx", "name", "_retains_grad", "__weakref__")
     __array_ufunc__ = None  # so `ndarray + Tensor` calls Tensor.__radd__ instead of looping in NumPy
+    __hash__ = object.__hash__  # by identity (== is element-wise), so tensors stay dict keys, as in PyTorch
 
     def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None, name: str | None = None):
+        """A new leaf owning a copy of `data` (as torch.tensor): later writes to the caller's array
+        never reach it. tg.from_numpy shares instead."""
         if isinstance(data, Tensor):
-            data = data.data
+            data = data._data
         elif not isinstance(data, np.ndarray):
             if not isinstance(data, (*_NUMBER, list, tuple)):
                 raise TypeError(f"Tensor: cannot make a tensor from {type(data).__name__};"
                                 " pass an ndarray, a Tensor, a list or a number")
+            if _holds_tensor(data):  # np.array would read their values and drop their graphs
+                raise TypeError("Tensor: a list holding Tensors would detach them from their graphs; "
+                                "use tg.stack(tensors) to keep the gradient, or pass t.detach() values")
             arr = np.array(data)
             # Python floats (alone or in lists) take the default dtype, float32, as in PyTorch
             data = arr.astype(DEFAULT_FLOAT) if arr.dtype == np.float64 and not isinstance(data, np.generic) else arr
-        if dtype is not None:
-            data = data.astype(dtype, copy=False)
+            copied = True
+        else:
+            copied = False
         if data.dtype.kind not in "biufc":
             raise TypeError(f"Tensor: unsupported dtype {data.dtype}; use a numeric or bool array")
-        self.data, self.grad, self._ctx, self.name, self._retains_grad = data, None, None, name, False
+        data = data.astype(dtype if dtype is not None else data.dtype, copy=not copied)
+        self._data, self._grad, self._ctx, self.name, self._retains_grad = data, None, None, name, False
         self.requires_grad = False
         if requires_grad:
             self.requires_grad_()
 
     @classmethod
     def _wrap(cls, data: Any) -> Tensor:
-        """The fast constructor ops use: no checks, no conversions beyond ndarray-ness."""
+        """The fast constructor ops use: no checks, no conversions beyond ndarray-ness, no copy."""
         t = object.__new__(Tensor)
-        t.data = data if type(data) is np.ndarray else np.asarray(data)
-        t.requires_grad, t.grad, t._ctx, t.name, t._retains_grad = False, None, None, None, False
+        t._data = data if type(data) is np.ndarray else np.asarray(data)
+        t.requires_grad, t._grad, t._ctx, t.name, t._retains_grad = False, None, None, None, False
         return t
 
+    @property
+    def data(self) -> np.ndarray:
+        """The tensor's array itself (not a copy). While a live graph reads it, it is read-only."""
+        a = self._data
+        if a.flags.writeable:  # a view taken of it now could write under a later graph: that graph checks it
+            _expose(a)
+        return a
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        a = value._data if isinstance(value, Tensor) else value
+        if not isinstance(a, np.ndarray) or a.dtype.kind not in "biufc":
+            raise TypeError(f"Tensor.data: assign an ndarray of a numeric or bool dtype, got {type(value).__name__}")
+        self._data = a
+
+    @property
+    def grad(self) -> Tensor | None:
+        """The accumulated gradient (a Tensor of this tensor's shape and dtype), or None."""
+        return self._grad
+
+    @grad.setter
+    def grad(self, g: Tensor | None) -> None:
+        # checked here, as PyTorch does, so a wrong .grad never reaches an accumulation or an optimizer
+        if g is not None:
+            if not isinstance(g, Tensor):
+                raise TypeError(f"assigned grad must be a Tensor or None, got {type(g).__name__}: tg.Tensor(g)")
+            if g.shape != self.shape:
+                raise ShapeError(f"assigned grad has shape {g.shape}, but the tensor has shape {self.shape}")
+            if g.dtype != self.dtype:
+                raise TypeError(f"assigned grad has dtype {g.dtype}, but the tensor is {self.dtype}; "
+                                f"cast it: g.cast({str(self.dtype)!r})")
+        self._grad = g
+
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
-        if requires_grad and self.data.dtype.kind != "f":
-            raise TypeError(f"only floating-point tensors can require grad, got {self.data.dtype}: "
+        if requires_grad and self._data.dtype.kind != "f":
+            raise TypeError(f"only floating-point tensors can require grad, got {self._data.dtype}: "
                             "cast first, e.g. Tensor(x, dtype=np.float64, requires_grad=True)")
         if not requires_grad and self._ctx is not None:
             raise RuntimeError("requires_grad can only be switched off on a leaf; use .detach()")
@@ -100,10 +163,10 @@ class Tensor:
         return self
 
     # ------------------------------------------------------------------------- properties
-    shape = property(lambda self: self.data.shape)
-    ndim = property(lambda self: self.data.ndim)
-    dtype = property(lambda self: self.data.dtype)
-    size = property(lambda self: self.data.size)
+    shape = property(lambda self: self._data.shape)
+    ndim = property(lambda self: self._data.ndim)
+    dtype = property(lambda self: self._data.dtype)
+    size = property(lambda self: self._data.size)
     is_leaf = property(lambda self: self._ctx is None)
     T = property(lambda self: self.transpose())
 
@@ -111,24 +174,36 @@ class Tensor:
         """The array, ready to be changed in place. While a live graph holds it, it is read-only
         (so a saved value cannot change under the backward); then this tensor gets a writable copy,
         and that graph, which keeps the old array, refuses to backward (it would be stale)."""
-        if not self.data.flags.writeable:
-            self.data = self.data.copy()
-        return self.data
+        if not self._data.flags.writeable:
+            self._data = self._data.copy()
+        return self._data
 
     def numpy(self) -> np.ndarray:
+        """The array itself, shared (as torch's .numpy()); np.array(t) copies."""
         return self.data
 
     def item(self) -> Any:
-        if self.data.size != 1:
-            raise ValueError(f"item() needs a tensor with one element, got shape {self.shape}")
-        return self.data.item()
+        if self._data.size != 1:
+            raise ShapeError(f"item() needs a tensor with one element, got shape {self.shape}")
+        return self._data.item()
 
     def detach(self) -> Tensor:
         """The same data, cut from the graph."""
-        return Tensor._wrap(self.data)
+        return Tensor._wrap(self._data)
 
     def zero_grad(self) -> None:
-        self.grad = None
+        self._grad = None
+
+    def __deepcopy__(self, memo: dict) -> Tensor:
+        """A leaf copies its data and gradient; a tensor inside a graph refuses, as in PyTorch (a
+        copied graph would share the saved arrays, and their in-place protection, with the original)."""
+        if self._ctx is not None:
+            raise RuntimeError("only leaf tensors (made by the user, not by an op) support deepcopy; "
+                               "deep-copy the inputs and run the forward again, or copy t.detach()")
+        t = Tensor(self._data, requires_grad=self.requires_grad, name=self.name)
+        t._grad = None if self._grad is None else Tensor(self._grad._data)
+        memo[id(self)] = t
+        return t
 
     def retain_grad(self) -> None:
         """Keep .grad on this intermediate after backward (leaves always keep theirs)."""
@@ -143,7 +218,7 @@ class Tensor:
     def __repr__(self) -> str:
         extra = "".join([f", dtype={self.dtype}", ", requires_grad=True" if self.requires_grad else "",
                          f", name={self.name!r}" if self.name else ""])
-        return f"Tensor({np.array2string(self.data, separator=', ', prefix='Tensor(')}{extra})"
+        return f"Tensor({np.array2string(self._data, separator=', ', prefix='Tensor(')}{extra})"
 
     def __len__(self) -> int:
         if self.ndim == 0:
@@ -154,7 +229,7 @@ class Tensor:
         return (self[i] for i in range(len(self)))
 
     def __bool__(self) -> bool:
-        return bool(self.data)
+        return bool(self._data)
 
     def __float__(self) -> float:
         return float(self.item())
@@ -163,34 +238,52 @@ class Tensor:
         return int(self.item())
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        return self.data if dtype is None else self.data.astype(dtype)
+        """np.array(t) copies (NumPy asks for copy=True and trusts the answer); np.asarray(t) shares."""
+        if copy:
+            return self._data.astype(dtype or self._data.dtype)
+        if dtype is not None and np.dtype(dtype) != self._data.dtype:
+            if copy is False:
+                raise ValueError(f"np.asarray(t, dtype={dtype}, copy=False): a {self.dtype} tensor needs a copy")
+            return self._data.astype(dtype)
+        return self.data
 
     # ------------------------------------------------------------------------- operators
     def _lift(self, x: Any) -> Tensor:
-        """The other operand as a Tensor. A Python (or NumPy) number takes self's dtype, so it
-        never changes the result's dtype; ndarrays and lists follow the constructor's rules."""
+        """The other operand as a Tensor. A Python (or NumPy) number never widens this tensor's
+        dtype but may raise its category, as in PyTorch: int tensor * 0.5 is float32, float64 * 2j
+        complex128. ndarrays and lists become tensors (copies) and promote as tensors do."""
         if isinstance(x, Tensor):
             return x
         if isinstance(x, _NUMBER):
-            dt = self.data.dtype
-            if dt.kind not in "fc":  # an integer or bool tensor: a float makes it float32 (see _pair)
-                if isinstance(x, (float, np.floating)):
-                    dt = DEFAULT_FLOAT
-                elif dt.kind == "b" and not isinstance(x, (bool, np.bool_)):
-                    dt = np.dtype(np.int64)
+            dt = self._data.dtype
+            kind = np.asarray(x).dtype.kind
+            if _CATEGORY[kind] > _CATEGORY[dt.kind]:
+                dt = np.dtype({"i": np.int64, "u": np.int64, "f": DEFAULT_FLOAT,
+                               "c": np.complex128 if dt == np.float64 else np.complex64}[kind])
             return _frozen(np.array(x, dt))
+        if _holds_tensor(x):
+            raise TypeError(f"an operand holding Tensors ({type(x).__name__} of Tensors) would detach them from their "
+                            "graphs; combine them with tg.stack(tensors) first")
         return Tensor(x)
 
     def _pair(self, x: Any, true_div: bool = False) -> tuple[Tensor, Tensor]:
-        """(self, x) ready for a binary op. Integer operands meeting a Python float, or a true
-        division, are computed in float32 as PyTorch does (NumPy would promote to float64)."""
-        if type(x) is Tensor and (not true_div or self.data.dtype.kind == "f"):  # the common case: as they are
-            return self, x
-        a, b = self, self._lift(x)
-        if (true_div or isinstance(x, (float, np.floating))) and a.data.dtype.kind in "biu":
-            a = a.cast(DEFAULT_FLOAT)
-            b = b.cast(DEFAULT_FLOAT) if b.data.dtype.kind in "biu" else b
+        """(self, x) ready for a binary op, in one dtype promoted as PyTorch does (see _promote);
+        a true division of integers is computed in float32 (NumPy would give float64)."""
+        b = x if type(x) is Tensor else self._lift(x)
+        a, da, db = self, self._data.dtype, b._data.dtype
+        if da is not db and da != db:
+            dt = _promote(a._data, b._data)
+            if dt.kind == "c" and (a.requires_grad or b.requires_grad):
+                raise TypeError(f"complex arithmetic ({da} with {db}) is not differentiable here: "
+                                "tinygrad_bn differentiates real tensors only")
+            a, b = a.cast(dt), b.cast(dt)
+        if true_div and a._data.dtype.kind in "biu":
+            a, b = a.cast(DEFAULT_FLOAT), b.cast(DEFAULT_FLOAT)
         return a, b
+
+    def _float(self) -> Tensor:
+        """Itself if floating, else cast to the default float (exp of an int tensor is float32, as PyTorch)."""
+        return self if self._data.dtype.kind in "fc" else self.cast(DEFAULT_FLOAT)
 
     def __add__(self, x): return Add.apply(*self._pair(x))
     def __radd__(self, x): return Add.apply(*self._pair(x)[::-1])
@@ -206,33 +299,42 @@ class Tensor:
     def __matmul__(self, x): return self.matmul(x)
     def __rmatmul__(self, x): return self._lift(x).matmul(self)
 
-    # comparisons give bool tensors outside the graph (they have no gradient)
-    def __lt__(self, x): return Tensor._wrap(self.data < self._lift(x).data)
-    def __le__(self, x): return Tensor._wrap(self.data <= self._lift(x).data)
-    def __gt__(self, x): return Tensor._wrap(self.data > self._lift(x).data)
-    def __ge__(self, x): return Tensor._wrap(self.data >= self._lift(x).data)
-    def eq(self, x): return Tensor._wrap(self.data == self._lift(x).data)
+    # comparisons are element-wise and give bool tensors outside the graph (they have no gradient)
+    def _compare(self, op: Any, x: Any) -> Tensor:
+        if x is None or not isinstance(x, (Tensor, np.ndarray, list, tuple, *_NUMBER)):
+            return NotImplemented  # t == None, t == "a": Python's identity fallback (False / True)
+        b = self._lift(x)
+        return Tensor._wrap(op(self._data, b._data))
 
-    def exp(self) -> Tensor: return Exp.apply(self)
-    def log(self) -> Tensor: return Log.apply(self)
-    def sqrt(self) -> Tensor: return Sqrt.apply(self)
+    def __lt__(self, x): return self._compare(np.less, x)
+    def __le__(self, x): return self._compare(np.less_equal, x)
+    def __gt__(self, x): return self._compare(np.greater, x)
+    def __ge__(self, x): return self._compare(np.greater_equal, x)
+    def __eq__(self, x): return self._compare(np.equal, x)  # type: ignore[override]
+    def __ne__(self, x): return self._compare(np.not_equal, x)  # type: ignore[override]
+    eq, ne = __eq__, __ne__
+
+    def exp(self) -> Tensor: return Exp.apply(self._float())
+    def log(self) -> Tensor: return Log.apply(self._float())
+    def sqrt(self) -> Tensor: return Sqrt.apply(self._float())
     def abs(self) -> Tensor: return Abs.apply(self)
     def relu(self) -> Tensor: return Relu.apply(self)
-    def tanh(self) -> Tensor: return Tanh.apply(self)
-    def sigmoid(self) -> Tensor: return Sigmoid.apply(self)
-    def maximum(self, x: Any) -> Tensor: return Maximum.apply(self, self._lift(x))
+    def tanh(self) -> Tensor: return Tanh.apply(self._float())
+    def sigmoid(self) -> Tensor: return Sigmoid.apply(self._float())
+    def maximum(self, x: Any) -> Tensor: return Maximum.apply(*self._pair(x))
+    def minimum(self, x: Any) -> Tensor: return Minimum.apply(*self._pair(x))
     def square(self) -> Tensor: return self * self
 
     def cast(self, dtype: Any) -> Tensor:
         """This tensor as `dtype` (itself if it already is); the gradient is cast back."""
         dtype = np.dtype(dtype)
-        return self if dtype == self.data.dtype else Cast.apply(self, dtype=dtype)
+        return self if dtype == self._data.dtype else Cast.apply(self, dtype=dtype)
 
     to = cast
 
     def clone(self) -> Tensor:
         """A copy of the data that stays in the graph (the gradient passes through unchanged)."""
-        return Cast.apply(self, dtype=self.data.dtype)
+        return Cast.apply(self, dtype=self._data.dtype)
 
     def float(self) -> Tensor: return self.cast(np.float32)
     def double(self) -> Tensor: return self.cast(np.float64)
@@ -242,9 +344,9 @@ class Tensor:
         treated as a row (left) or column (right) vector whose axis is dropped, as in NumPy."""
         x = self._lift(x)
         if self.ndim == 0 or x.ndim == 0:
-            raise ValueError(f"matmul: operands need at least 1 dim, got {self.shape} @ {x.shape}; use * for scalars")
+            raise ShapeError(f"matmul: operands need at least 1 dim, got {self.shape} @ {x.shape}; use * for scalars")
         if self.shape[-1] != x.shape[-2 if x.ndim > 1 else 0]:
-            raise ValueError(f"matmul: {self.shape} @ {x.shape}: inner dimensions "
+            raise ShapeError(f"matmul: {self.shape} @ {x.shape}: inner dimensions "
                              f"{self.shape[-1]} and {x.shape[-2 if x.ndim > 1 else 0]} differ")
         out = MatMul.apply(self.reshape(1, -1) if self.ndim == 1 else self, x.reshape(-1, 1) if x.ndim == 1 else x)
         if self.ndim == 1:
@@ -255,7 +357,7 @@ class Tensor:
     def sum(self, axis: Any = None, keepdims: bool = False, dtype: Any = None) -> Tensor:
         """Sum over `axis`, accumulated in `dtype` if given; integer and bool tensors sum to int64
         (as PyTorch: a uint8 sum never wraps)."""
-        if dtype is None and self.data.dtype.kind in "biu":
+        if dtype is None and self._data.dtype.kind in "biu":
             dtype = np.int64
         return Sum.apply(self, axis=_axes(axis, self.ndim, "sum"), keepdims=keepdims,
                          dtype=None if dtype is None else np.dtype(dtype))
@@ -265,17 +367,21 @@ class Tensor:
         return Max.apply(self, axis=_axes(axis, self.ndim, "max"), keepdims=keepdims)
 
     def min(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        return -((-self).max(axis, keepdims))
+        """Values only; exact for every dtype (-max(-x) is not, for unsigned and int extremes)."""
+        return Min.apply(self, axis=_axes(axis, self.ndim, "min"), keepdims=keepdims)
 
     def mean(self, axis: Any = None, keepdims: bool = False) -> Tensor:
-        axes = _axes(axis, self.ndim, "mean")
-        return Sum.apply(self, axis=axes, keepdims=keepdims) / math.prod(self.shape[a] for a in axes)
+        axes, x = _axes(axis, self.ndim, "mean"), self._float()
+        return Sum.apply(x, axis=axes, keepdims=keepdims) / math.prod(self.shape[a] for a in axes)
 
     def var(self, axis: Any = None, keepdims: bool = False, correction: int = 0) -> Tensor:
-        """sum (x - mean)^2 / (n - correction): correction=0 is the biased variance batch norm uses."""
-        axes = _axes(axis, self.ndim, "var")
-        centered = self - self.mean(axes, keepdims=True)
-        return (centered * centered).sum(axes, keepdims) / (math.prod(self.shape[a] for a in axes) - correction)
+        """sum (x - mean)^2 / (n - correction): correction=0 is the biased variance batch norm uses.
+        With correction >= n the divisor is 0 (PyTorch's max(0, n - correction)): inf or nan, never
+        a negative variance."""
+        axes, x = _axes(axis, self.ndim, "var"), self._float()
+        centered = x - x.mean(axes, keepdims=True)
+        dof = max(math.prod(self.shape[a] for a in axes) - correction, 0)
+        return (centered * centered).sum(axes, keepdims) / dof
 
     def std(self, axis: Any = None, keepdims: bool = False, correction: int = 0) -> Tensor:
         return self.var(axis, keepdims, correction).sqrt()
@@ -285,7 +391,7 @@ class Tensor:
         result has `shape` (PyTorch's sum_to_size): the adjoint of broadcast_to."""
         shape = _shape(shape)
         if not _broadcasts_to(shape, self.shape):
-            raise ValueError(f"sum_to_size: {self.shape} does not broadcast from {shape}")
+            raise ShapeError(f"sum_to_size: {self.shape} does not broadcast from {shape}")
         return self._sum_to(shape)
 
     def _sum_to(self, shape: tuple[int, ...]) -> Tensor:
@@ -299,9 +405,9 @@ class Tensor:
 
     def _shift(self, axes: tuple[int, ...]) -> Tensor:
         """The max over `axes` (kept), as a constant outside the graph; 0 where it is not finite."""
-        if self.data.size == 0:  # an empty axis: nothing to shift
+        if self._data.size == 0:  # an empty axis: nothing to shift
             return _frozen(np.zeros([1 if i in axes else n for i, n in enumerate(self.shape)], self.dtype))
-        m = np.max(self.data, axis=axes, keepdims=True)
+        m = np.max(self._data, axis=axes, keepdims=True)
         shift = _frozen(np.where(np.isfinite(m), m, 0).astype(self.dtype, copy=False))
         shift.name = "max (detached)"
         return shift
@@ -310,23 +416,26 @@ class Tensor:
         """log sum exp(x) = m + log sum exp(x - m) for any constant m; m = max(x) keeps exp <= 1,
         and since m is a constant of the identity, detaching it changes no gradient."""
         axes = _axes(axis, self.ndim, "logsumexp")
-        m = self._shift(axes)
-        out = (self - m).exp().sum(axes, keepdims=True).log() + m
+        x = self._float()
+        m = x._shift(axes)
+        out = (x - m).exp().sum(axes, keepdims=True).log() + m
         return out if keepdims else out.reshape(tuple(n for i, n in enumerate(self.shape) if i not in axes))
 
     def softmax(self, axis: int = -1) -> Tensor:
         """exp(x) / sum exp(x); softmax is shift-invariant, so subtracting the detached max is exact."""
-        e = (self - self._shift(_axes(axis, self.ndim, "softmax"))).exp()
+        x = self._float()
+        e = (x - x._shift(_axes(axis, self.ndim, "softmax"))).exp()
         return e / e.sum(axis, keepdims=True)
 
     def log_softmax(self, axis: int = -1) -> Tensor:
         """(x - m) - log sum exp(x - m) with m the detached max: the log-probabilities, finite where
         softmax underflows, and never adding m back (a small loss beside logits of 1e4 stays exact)."""
-        shifted = self - self._shift(_axes(axis, self.ndim, "log_softmax"))
+        x = self._float()
+        shifted = x - x._shift(_axes(axis, self.ndim, "log_softmax"))
         return shifted - shifted.exp().sum(axis, keepdims=True).log()
 
     def argmax(self, axis: int | None = None) -> np.ndarray:
-        return np.argmax(self.data, axis=axis)
+        return np.argmax(self._data, axis=axis)
 
     # ------------------------------------------------------------------------- movement
     def reshape(self, *shape: Any) -> Tensor:
@@ -343,7 +452,7 @@ class Tensor:
         """Permute the axes (reverse them when none are given), as np.transpose."""
         axes = tuple(reversed(range(self.ndim))) if not axes else _shape(axes)
         if sorted(a % self.ndim if self.ndim else a for a in axes) != list(range(self.ndim)):
-            raise ValueError(f"transpose: axes {axes} are not a permutation of the {self.ndim} axes of {self.shape}")
+            raise ShapeError(f"transpose: axes {axes} are not a permutation of the {self.ndim} axes of {self.shape}")
         return Transpose.apply(self, axes=tuple(a % self.ndim for a in axes))
 
     def swapaxes(self, a: int, b: int) -> Tensor:
@@ -368,8 +477,14 @@ class Tensor:
         """NumPy indexing: ints, slices, None, ..., bool masks, integer arrays (repeated
         indices accumulate in the gradient)."""
         index = index if isinstance(index, tuple) else (index,)
-        index = tuple(i.data if isinstance(i, Tensor) else np.asarray(i) if isinstance(i, list) else i for i in index)
+        index = tuple(i._data if isinstance(i, Tensor) else _list_index(i) if isinstance(i, list) else i for i in index)
         return GetItem.apply(self, index=index)
+
+
+def _list_index(i: list) -> np.ndarray:
+    """A list index as an array; an empty one selects nothing (np.asarray([]) would be float64)."""
+    a = np.asarray(i)
+    return a.astype(np.intp) if a.size == 0 else a
 
 
 # ----------------------------------------------------------------------------- constructors
@@ -390,28 +505,63 @@ def tensor(data: Any, requires_grad: bool = False, dtype: Any = None, name: str 
     return Tensor(data, requires_grad=requires_grad, dtype=dtype, name=name)
 
 
+def from_numpy(a: np.ndarray, requires_grad: bool = False) -> Tensor:
+    """A leaf sharing `a` (as torch.from_numpy): no copy. While a live graph reads it, `a` is
+    read-only; a view of `a` you took before is yours to keep unwritten (see README, Safety)."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"from_numpy: expected an ndarray, got {type(a).__name__}")
+    if a.dtype.kind not in "biufc":
+        raise TypeError(f"from_numpy: unsupported dtype {a.dtype}; use a numeric or bool array")
+    return Tensor._wrap(a).requires_grad_(requires_grad)
+
+
 def zeros(*shape: Any, dtype: Any = DEFAULT_FLOAT, requires_grad: bool = False) -> Tensor:
-    return Tensor(np.zeros(_shape(shape), dtype), requires_grad=requires_grad)
+    return from_numpy(np.zeros(_shape(shape), dtype), requires_grad)
 
 
 def ones(*shape: Any, dtype: Any = DEFAULT_FLOAT, requires_grad: bool = False) -> Tensor:
-    return Tensor(np.ones(_shape(shape), dtype), requires_grad=requires_grad)
+    return from_numpy(np.ones(_shape(shape), dtype), requires_grad)
 
 
 def randn(*shape: Any, rng: np.random.Generator | None = None, dtype: Any = DEFAULT_FLOAT,
           requires_grad: bool = False) -> Tensor:
     """Standard normal samples from `rng` (default: the generator manual_seed sets)."""
-    return Tensor((rng or _rng).standard_normal(_shape(shape)).astype(dtype), requires_grad=requires_grad)
+    return from_numpy((rng or _rng).standard_normal(_shape(shape)).astype(dtype), requires_grad)
+
+
+def _operands(a: Any, b: Any) -> tuple[Tensor, Any]:
+    """(a, b) with a a Tensor when either is (a number or ndarray beside a Tensor takes its rules)."""
+    if isinstance(a, Tensor):
+        return a, b
+    return (b._lift(a) if isinstance(b, Tensor) else Tensor(a)), b
 
 
 def maximum(a: Any, b: Any) -> Tensor:
-    """Element-wise max of a and b (either may be a number or ndarray), broadcasting."""
-    if not isinstance(a, Tensor):
-        a = b._lift(a) if isinstance(b, Tensor) else Tensor(a)
+    """Element-wise max of a and b (either may be a number or ndarray), broadcasting; a tie splits
+    the gradient evenly."""
+    a, b = _operands(a, b)
     return a.maximum(b)
 
 
+def minimum(a: Any, b: Any) -> Tensor:
+    """Element-wise min of a and b, as maximum."""
+    a, b = _operands(a, b)
+    return a.minimum(b)
+
+
+def where(cond: Any, a: Any, b: Any) -> Tensor:
+    """a where cond, else b (broadcasting all three). The gradient is selected, not multiplied by a
+    mask: the unselected side gets exactly 0 even where the upstream gradient is infinite."""
+    c = cond._data if isinstance(cond, Tensor) else np.asarray(cond)
+    if c.dtype != np.bool_:
+        raise TypeError(f"where: cond must be bool, got {c.dtype}; compare first, e.g. tg.where(x > 0, x, 0)")
+    a, b = _operands(a, b)
+    return Where.apply(*a._pair(b), cond=c)
+
+
+from .engine import AxisError, ShapeError  # noqa: E402
+from .guards import _expose  # noqa: E402
 from .ops import (  # noqa: E402  (ops.py builds on Tensor)
-    Abs, Add, BroadcastTo, Cast, Div, Exp, GetItem, Log, MatMul, Max, Maximum, Mul, Neg, Pow, Relu, Reshape,
-    Sigmoid, Sqrt, Sub, Sum, Tanh, Transpose,
+    Abs, Add, BroadcastTo, Cast, Div, Exp, GetItem, Log, MatMul, Max, Maximum, Min, Minimum, Mul, Neg, Pow, Relu,
+    Reshape, Sigmoid, Sqrt, Sub, Sum, Tanh, Transpose, Where,
 )
