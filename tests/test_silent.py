@@ -259,3 +259,92 @@ def test_a_complex_number_promotes_instead_of_vanishing_and_is_refused_in_a_grap
     assert (Tensor(np.ones(2)) * 2j).dtype == np.complex128
     with pytest.raises(TypeError, match="complex arithmetic .* not differentiable"):
         Tensor(np.ones(2), requires_grad=True) * 2j
+
+
+# ------------------------------------------------------------------ semantics decided in API.md
+
+I64, F32, F64, U8 = np.int64, np.float32, np.float64, np.uint8
+
+
+@pytest.mark.parametrize("a, b, want", [
+    (np.ones(3, F32), np.ones(3, I64), F32),         # a float tensor is never promoted by an integer one
+    (np.ones(3, I64), np.ones(3, F32), F32),
+    (np.ones(3, F32), np.ones(3, F64), F64),         # between floats the wider wins
+    (np.ones(3, F32), np.array(2.0, F64), F32),      # ... unless it is 0-d: like a number, it never widens
+    (np.ones(3, np.int32), np.array(2.0, F64), F64),  # a 0-d of a higher category brings its own dtype
+    (np.ones(3, np.int32), np.array(2, I64), np.int32),
+    (np.ones(3, U8), np.ones(3, np.int8), np.int16),
+    (np.ones(3, bool), np.ones(3, U8), U8),
+])
+def test_tensor_with_tensor_promotion_follows_pytorch(a, b, want):
+    for op in (lambda x, y: x + y, lambda x, y: x * y, lambda x, y: x - y, tg.maximum):
+        assert op(Tensor(a), Tensor(b)).dtype == want
+
+
+def test_float_valued_ops_of_integer_tensors_give_float32_and_integer_sums_int64():
+    i = Tensor(np.array([1, 2, 3]))
+    for f in (Tensor.exp, Tensor.log, Tensor.sqrt, Tensor.tanh, Tensor.sigmoid, Tensor.mean, Tensor.softmax,
+              Tensor.log_softmax, Tensor.var, lambda t: t / t, Tensor.logsumexp):
+        assert f(i).dtype == np.float32
+    assert Tensor(np.array([200, 100], U8)).sum().item() == 300  # never wraps
+    assert Tensor(np.array([200, 100], U8)).sum().dtype == I64 and Tensor(np.array([True, True])).sum().item() == 2
+    x = Tensor(np.ones(3, F32), requires_grad=True)
+    (x * Tensor(np.array([1, 2, 3]))).sum().backward()  # the integer side is only a constant
+    assert x.grad.dtype == F32 and x.grad.data.tolist() == [1.0, 2.0, 3.0]
+
+
+def test_equality_is_element_wise_and_tensors_hash_by_identity():
+    pred, y = Tensor(np.array([1, 2, 3])), np.array([1, 0, 3])
+    assert (pred == y).data.tolist() == [True, False, True] and (pred != y).data.tolist() == [False, True, False]
+    assert abs((pred == y).mean().item() - 2 / 3) < 1e-7  # the accuracy idiom
+    a, b = Tensor(np.ones(2)), Tensor(np.ones(2))
+    assert len({a, b}) == 2 and {a: 1, b: 2}[b] == 2 and a in {a} and b not in {a}
+    assert (a == None) is False and (a != None) is True  # noqa: E711  (Python's fallback, as PyTorch)
+
+
+@pytest.mark.parametrize("bad", [lambda: Tensor(np.ones((2, 3))) + Tensor(np.ones((4, 3))),
+                                 lambda: Tensor(np.ones(6)).reshape(4, 2), lambda: Tensor(np.ones((2, 3))).sum(axis=2),
+                                 lambda: Tensor(np.ones((2, 3))) @ Tensor(np.ones((4, 5))),
+                                 lambda: Tensor(np.ones((2, 3))).transpose(0, 0)])
+def test_shape_errors_are_caught_as_runtime_error_and_as_value_error(bad):
+    for kind in (RuntimeError, ValueError, tg.ShapeError):
+        with pytest.raises(kind):
+            bad()
+
+
+def test_an_axis_out_of_range_is_also_an_index_error_as_pytorch():
+    with pytest.raises(IndexError, match="axis 2 is out of range"):
+        Tensor(np.ones((2, 3))).sum(axis=2)
+
+
+def test_zero_d_tensors_take_axis_0_and_minus_1():
+    s = Tensor(np.array(3.0), requires_grad=True)
+    for axis in (0, -1):
+        assert s.sum(axis).item() == 3.0 and s.mean(axis).item() == 3.0 and s.max(axis).item() == 3.0
+        assert s.softmax(axis).item() == 1.0 and s.log_softmax(axis).item() == 0.0 and s.squeeze(axis).shape == ()
+        assert s.logsumexp(axis).item() == 3.0
+    s.sum(0).backward()
+    assert s.grad.item() == 1.0
+    with pytest.raises(IndexError):
+        s.sum(1)
+
+
+def test_an_empty_list_index_selects_nothing_as_pytorch():
+    x = Tensor(np.ones((2, 3)), requires_grad=True)
+    assert x[[]].shape == (0, 3)
+    x[[]].sum().backward()
+    assert x.grad.data.tolist() == [[0.0] * 3] * 2
+
+
+def test_deepcopy_copies_a_leaf_and_refuses_a_tensor_inside_a_graph():
+    import copy
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True, name="x")
+    x.grad = Tensor(np.array([5.0, 5.0]))
+    c = copy.deepcopy(x)
+    assert c.requires_grad and c.name == "x" and not np.shares_memory(c.data, x.data)
+    assert c.grad.data.tolist() == [5.0, 5.0] and not np.shares_memory(c.grad.data, x.grad.data)
+    y = x * x
+    with pytest.raises(RuntimeError, match="only leaf tensors"):
+        copy.deepcopy(y)
+    y.sum().backward()  # the original graph and its protection are untouched
+    assert x.grad.data.tolist() == [7.0, 9.0]
