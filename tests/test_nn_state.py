@@ -386,7 +386,7 @@ BAD_GRADS: dict[str, tuple[Callable[[Tensor], Any], type, str]] = {
     # the third parameter's .grad
     "an ndarray": (lambda p: np.ones(p.shape), TypeError, "of type ndarray, not a Tensor"),
     "a list": (lambda p: [1.0] * p.shape[0], TypeError, "of type list, not a Tensor"),
-    "the wrong shape": (lambda p: Tensor(np.ones(5)), ValueError, "has shape (4,) but its .grad has shape (5,)"),
+    "the wrong shape": (lambda p: Tensor(np.ones(5)), tg.ShapeError, "has shape (4,) but its .grad has shape (5,)"),
     "float32 for a float64 parameter": (lambda p: Tensor(np.ones(p.shape, np.float32)), TypeError,
                                         "is float64 but its .grad is float32"),
     "int64": (lambda p: Tensor(np.ones(p.shape, np.int64)), TypeError, "is float64 but its .grad is int64"),
@@ -462,7 +462,7 @@ LOAD_BAD: dict[str, tuple[Callable[[str], Callable[[dict], Any]], type, str]] = 
     "state for parameter 5": (lambda o: lambda sd: _set(sd["state"], 5, sd["state"][0]), ValueError,
                               "state key 5 is not a parameter index"),
     "a moment of the wrong shape for parameter 2": (
-        lambda o: lambda sd: _set(sd["state"][2], _moment(o), np.zeros(5)), ValueError,
+        lambda o: lambda sd: _set(sd["state"][2], _moment(o), np.zeros(5)), tg.ShapeError,
         "state 2 '{m}' must be"),
     "a moment of strings": (lambda o: lambda sd: _set(sd["state"][2], _moment(o), np.array(["a"] * 4)), ValueError,
                             "must be a numeric array"),

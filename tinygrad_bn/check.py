@@ -28,7 +28,7 @@ def _outputs(f: Callable, inputs: Sequence[Tensor]) -> list[Tensor]:
 def _numerical_jacobian(f: Callable, inputs: Sequence[Tensor], i: int, eps: float) -> np.ndarray:
     """J[j, k] = d out_flat[k] / d inputs[i]_flat[j] by central differences, error O(eps^2)."""
     x = inputs[i]
-    base = x.data.copy()
+    base = x._data.copy()
     columns = []
     for j in range(base.size):
         evals = []
@@ -37,7 +37,7 @@ def _numerical_jacobian(f: Callable, inputs: Sequence[Tensor], i: int, eps: floa
             moved.flat[j] += step
             args = list(inputs)
             args[i] = Tensor(moved, requires_grad=x.requires_grad)
-            evals.append(np.concatenate([o.data.astype(np.float64).ravel() for o in _outputs(f, args)]))
+            evals.append(np.concatenate([o._data.astype(np.float64).ravel() for o in _outputs(f, args)]))
         columns.append((evals[0] - evals[1]) / (2 * eps))
     return np.array(columns).reshape(base.size, -1)
 
@@ -64,12 +64,12 @@ def _analytic_jacobians(f: Callable, inputs: Sequence[Tensor], diff: list[int]) 
     for n in live:
         for k in range(sizes[n]):
             seeds = [Tensor(np.zeros(outs[m].shape, outs[m].dtype)) for m in live]
-            seeds[live.index(n)].data.flat[k] = 1
+            seeds[live.index(n)]._data.flat[k] = 1
             grads = autograd_grad([outs[m] for m in live], [inputs[i] for i in diff], seeds,
                                   retain_graph=True, allow_unused=True)
             for J, g in zip(jac, grads):
                 if g is not None:
-                    J[:, offset[n] + k] = g.data.ravel()
+                    J[:, offset[n] + k] = g._data.ravel()
     return jac
 
 
@@ -165,7 +165,7 @@ class Report:
 
 
 def _array(v: Any) -> np.ndarray:
-    return np.asarray(v.data if isinstance(v, Tensor) else v)
+    return np.asarray(v._data if isinstance(v, Tensor) else v)
 
 
 def compare(autograd: dict[str, Any], reference: dict[str, Any], rtol: float = 1e-12, atol: float = 0.0,
@@ -214,23 +214,23 @@ def audit_batch_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, dy: np.
         s[name].retain_grad()
     (y * Tensor(dy)).sum().backward()
     nodes = {**{k: s[k] for k in STAGES}, "x": xt, "gamma": gt, "beta": bt}
-    autograd = {k: t.grad.data for k, t in nodes.items()}
+    autograd = {k: t.grad._data for k, t in nodes.items()}
     staged = analytic.batchnorm_backward_staged(dy, analytic.batchnorm_forward(x, gamma, beta, eps, axes)[1])
     staged = {k: np.reshape(staged[k], autograd[k].shape) for k in autograd}
     # the scale on which y varies with each node, per channel: x, xc and mu move y on the scale of
     # std, var on the scale of var + eps; finite differences step a fixed fraction of it
-    std = s["std"].data
+    std = s["std"]._data
     scales = {"x": std, "xc": std, "mu": std, "std": std, "var": std * std,
               "gamma": np.maximum(np.abs(gamma), 1)}
     numeric = {}
     for name, t in nodes.items():  # d(sum y * dy)/d node, with the node's value perturbed
-        base, grad = t.data, np.zeros(t.shape)
+        base, grad = t._data, np.zeros(t.shape)
         step = fd_eps * np.broadcast_to(scales.get(name, 1.0), base.shape)
         for j in range(base.size):
             moved = [base.copy(), base.copy()]
             moved[0].flat[j] += step.flat[j]
             moved[1].flat[j] -= step.flat[j]
-            plus, minus = (float(np.sum(run({name: Tensor(v)})[1].data * dy)) for v in moved)
+            plus, minus = (float(np.sum(run({name: Tensor(v)})[1]._data * dy)) for v in moved)
             grad.flat[j] = (plus - minus) / (2 * step.flat[j])
         numeric[name] = grad
     order = ["x_hat", "std", "var", "xc", "mu", "x", "gamma", "beta"]

@@ -21,7 +21,7 @@ def _bn(training: bool):
         xt, gt, bt = (tg.Tensor(v, requires_grad=True) for v in (x, gamma, beta))
         rm, rv = (tg.Tensor(v) for v in running) if running else (None, None)
         F.batch_norm(xt, rm, rv, gt, bt, training=training).backward(tg.Tensor(dy))
-        return {"dx": xt.grad.data, "dgamma": gt.grad.data, "dbeta": bt.grad.data}
+        return {"dx": xt.grad._data, "dgamma": gt.grad._data, "dbeta": bt.grad._data}
 
     def formula(x, gamma, beta, dy, *running):
         axes = (0,) + tuple(range(2, x.ndim))
@@ -37,7 +37,7 @@ def _bn(training: bool):
 def _ln_autograd(x, gamma, beta, dy):
     xt, gt, bt = (tg.Tensor(v, requires_grad=True) for v in (x, gamma, beta))
     F.layer_norm(xt, x.shape[-1], gt, bt).backward(tg.Tensor(dy))
-    return {"dx": xt.grad.data, "dgamma": gt.grad.data, "dbeta": bt.grad.data}
+    return {"dx": xt.grad._data, "dgamma": gt.grad._data, "dbeta": bt.grad._data}
 
 
 def _ln_formula(x, gamma, beta, dy):
@@ -48,7 +48,7 @@ def _ln_formula(x, gamma, beta, dy):
 def _ce_autograd(logits, target):
     z = tg.Tensor(logits, requires_grad=True)
     F.cross_entropy(z, target).backward()
-    return {"dlogits": z.grad.data}
+    return {"dlogits": z.grad._data}
 
 
 def _ce_formula(logits, target):
@@ -58,7 +58,7 @@ def _ce_formula(logits, target):
 def _mlp_autograd(x, w, b, dy):
     xt, wt, bt = (tg.Tensor(v, requires_grad=True) for v in (x, w, b))
     F.linear(xt, wt, bt).relu().backward(tg.Tensor(dy))
-    return {"dx": xt.grad.data, "dW": wt.grad.data, "db": bt.grad.data}
+    return {"dx": xt.grad._data, "dW": wt.grad._data, "db": bt.grad._data}
 
 
 def _mlp_formula(x, w, b, dy):
@@ -175,18 +175,18 @@ def finite_difference_report(args: argparse.Namespace) -> int:
     print(f"{'gradient':<10} {'shape':<8} {'max |autograd - finite diff|':>30} {'max rel error':>14}")
     worst = 0.0
     for (name, p), g, n in zip(params.items(), grads, numeric):
-        rel = np.abs(g.data - n).max() / np.abs(n).max()
+        rel = np.abs(g._data - n).max() / np.abs(n).max()
         worst = max(worst, rel)
-        print(f"{'d/d' + name:<10} {str(p.shape):<8} {np.abs(g.data - n).max():>30.3e} {rel:>14.3e}")
+        print(f"{'d/d' + name:<10} {str(p.shape):<8} {np.abs(g._data - n).max():>30.3e} {rel:>14.3e}")
     # second order: a Hessian-vector product H v = d(g . v)/dW1, against differences of the gradient
     v = rng.standard_normal(params["W1"].shape)
-    hv = tg.grad((grads[0] * tg.Tensor(v)).sum(), params["W1"])[0].data
+    hv = tg.grad((grads[0] * tg.Tensor(v)).sum(), params["W1"])[0]._data
     eps = 1e-6
 
     def grad_at(w1: np.ndarray) -> np.ndarray:
         w = tg.Tensor(w1, requires_grad=True)
-        return tg.grad(_tanh_mlp_loss(x, w, params["b1"], params["W2"]), w)[0].data
-    hv_fd = (grad_at(params["W1"].data + eps * v) - grad_at(params["W1"].data - eps * v)) / (2 * eps)
+        return tg.grad(_tanh_mlp_loss(x, w, params["b1"], params["W2"]), w)[0]._data
+    hv_fd = (grad_at(params["W1"]._data + eps * v) - grad_at(params["W1"]._data - eps * v)) / (2 * eps)
     rel = np.abs(hv - hv_fd).max() / np.abs(hv_fd).max()
     worst = max(worst, rel)
     print(f"{'H v (W1)':<10} {str(hv.shape):<8} {np.abs(hv - hv_fd).max():>30.3e} {rel:>14.3e}")
@@ -198,7 +198,7 @@ def finite_difference_report(args: argparse.Namespace) -> int:
 def train(args: argparse.Namespace) -> int:
     """Example 2 with defaults: a deep MLP on the digits with and without batch norm, several
     learning rates, plain SGD; prints the epochs each needs to reach the target test accuracy."""
-    from tinygrad_bn.data import Split, load_digits, standardize
+    from tinygrad_bn._data import Split, load_digits, standardize
     from tinygrad_bn.training import bn_speedup, speedup_table
 
     d = load_digits(seed=args.seed)

@@ -35,7 +35,7 @@ def _batch_norm_graph(rng: np.random.Generator) -> dict[str, Any]:
     loss.backward(create_graph=True)
     for t in (x, gamma, beta):
         t.grad.name = f"dL/d{t.name}"
-    staged = analytic.batchnorm_backward_staged(dy, analytic.batchnorm_forward(x.data, gamma.data, beta.data)[1])
+    staged = analytic.batchnorm_backward_staged(dy, analytic.batchnorm_forward(x._data, gamma._data, beta._data)[1])
     return {"x": x, "gamma": gamma, "beta": beta, "loss": loss, "stages": s, "staged": staged, "dy": dy}
 
 
@@ -81,7 +81,7 @@ def pictures(seed: int = 0) -> list[tuple[str, str, Any]]:
     right = {t: np.reshape(bn["staged"][k], t.shape) for k, t in tensors.items()}
     # a classic slip in the hand derivation: d var = d std / std, forgetting the 1/2 of sqrt's
     # derivative; the steps after it (SEED.md's staged backward) carry the error on
-    d, cache = bn["staged"], analytic.batchnorm_forward(x.data, gamma.data, beta.data)[1]
+    d, cache = bn["staged"], analytic.batchnorm_forward(x._data, gamma._data, beta._data)[1]
     slip = {"var": d["std"] / cache["std"]}
     slip["xc"] = d["x_hat"] / cache["std"] + slip["var"] * 2 * cache["xc"] / cache["m"]
     slip["mu"] = -slip["xc"].sum(axis=0, keepdims=True)

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .engine import ShapeError
 from .tensor import Tensor
 
 
@@ -61,13 +62,13 @@ class Optimizer:
                 raise TypeError(f"{name}.step: parameter {i} has a .grad of type {type(g).__name__}, not a Tensor; "
                                 "assign a Tensor (e.g. tg.Tensor(array)) or None")
             if g.shape != p.shape:
-                raise ValueError(f"{name}.step: parameter {i} has shape {p.shape} but its .grad has shape {g.shape}")
+                raise ShapeError(f"{name}.step: parameter {i} has shape {p.shape} but its .grad has shape {g.shape}")
             if g.dtype != p.dtype:
                 raise TypeError(f"{name}.step: parameter {i} is {p.dtype} but its .grad is {g.dtype}; "
                                 f"cast the gradient, e.g. p.grad = p.grad.cast(p.dtype)")
         for i, p in enumerate(self.params):
             if p.grad is not None:
-                self._update(p.writable_data(), p.grad.data, self.state.setdefault(i, {}))
+                self._update(p.writable_data(), p.grad._data, self.state.setdefault(i, {}))
 
     def _update(self, w: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
         raise NotImplementedError
@@ -126,10 +127,11 @@ class Optimizer:
                         raise ValueError(f"{name}: state {i} 't' must be an int >= 1 (the step count), got {v!r}")
                     new[int(i)][k] = int(v)
                     continue
-                a = np.asarray(v.data if isinstance(v, Tensor) else v)
+                a = np.asarray(v._data if isinstance(v, Tensor) else v)
                 if a.shape != p.shape or a.dtype.kind not in "iuf":
-                    raise ValueError(f"{name}: state {i} {k!r} must be a numeric array of parameter {i}'s shape "
-                                     f"{p.shape}, got {a.dtype} {a.shape}")
+                    kind = ShapeError if a.shape != p.shape else ValueError
+                    raise kind(f"{name}: state {i} {k!r} must be a numeric array of parameter {i}'s shape "
+                               f"{p.shape}, got {a.dtype} {a.shape}")
                 new[int(i)][k] = a.astype(p.dtype, copy=True)
         self.state = new
         for k, v in group.items():

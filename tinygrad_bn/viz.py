@@ -84,14 +84,14 @@ def trace(*tensors: Tensor, backward: bool = False, show_values: bool = False) -
             style = "intermediate"
         label = f"{t.name or short[id(t)]}\\n{t.shape} {_DTYPE.get(t.dtype.name, t.dtype.name)}"
         if show_values:
-            label += "\\n" + _summary(t.data)
+            label += "\\n" + _summary(t._data)
             if t.grad is not None and not backward:
-                label += "\\ngrad: " + _summary(t.grad.data)
+                label += "\\ngrad: " + _summary(t.grad._data)
         g.nodes[tid] = Node(tid, "tensor", label, _scope_of(t, backward), style, tensor=t)
         if ctx is None or stop:
             continue
         oid = f"op{id(ctx)}"
-        consts = [p for p in ctx.parents if p._ctx is None and not p.requires_grad and p.data.size == 1]
+        consts = [p for p in ctx.parents if p._ctx is None and not p.requires_grad and p._data.size == 1]
         op_label = type(ctx).__name__ + "".join(_folded(ctx, p) for p in consts)
         if isinstance(ctx.grad_of, Accumulate):
             op_label += f"\\n({ctx.grad_of.why})"
@@ -113,7 +113,7 @@ _SYMBOL = {"Add": "+", "Sub": "-", "Mul": "*", "Div": "/", "Pow": "**"}
 
 def _folded(ctx: Function, const: Tensor) -> str:
     """A scalar constant folded into its op's label, on the side it sits: '· / 4', '1 / ·'."""
-    value, symbol = f"{const.data.item():.4g}", _SYMBOL.get(type(ctx).__name__)
+    value, symbol = f"{const._data.item():.4g}", _SYMBOL.get(type(ctx).__name__)
     if symbol is None or len(ctx.parents) != 2:
         return f"\\n{value}"
     return f"\\n{value} {symbol} ·" if const is ctx.parents[0] else f"\\n· {symbol} {value}"

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..engine import current_scope, no_grad, scope
+from ..engine import ShapeError, current_scope, no_grad, scope
 from ..tensor import DEFAULT_FLOAT, Tensor, default_rng
 from . import functional as F
 
@@ -17,7 +17,7 @@ _calls = threading.local()  # depth of nested module calls in this thread
 class Parameter(Tensor):
     """A Tensor a Module trains: requires_grad=True. `data` may be an ndarray or a Tensor."""
     def __init__(self, data: Any, requires_grad: bool = True):
-        super().__init__(data.data if isinstance(data, Tensor) else data, requires_grad=requires_grad)
+        super().__init__(data._data if isinstance(data, Tensor) else data, requires_grad=requires_grad)
 
 
 class IncompatibleKeys(NamedTuple):
@@ -117,9 +117,9 @@ class Module:
             raise TypeError(f"{type(self).__name__}.to: only floating dtypes are accepted, got {dtype}; "
                             "use e.g. .to(np.float64), or cast a copy of the state_dict to other dtypes")
         for t in [*self.parameters(), *self.buffers()]:
-            if t.data.dtype.kind == "f":
-                t.data = t.data.astype(dtype)
-                t.grad = None if t.grad is None else Tensor._wrap(t.grad.data.astype(dtype))
+            if t._data.dtype.kind == "f":
+                t._data = t._data.astype(dtype)
+                t.grad = None if t.grad is None else Tensor._wrap(t.grad._data.astype(dtype))
         return self
 
     def double(self) -> Module:
@@ -139,7 +139,7 @@ class Module:
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """name -> a copy of the array (parameters and buffers, PyTorch-style names)."""
-        return {k: v.data.copy() for k, v in self._state().items()}
+        return {k: v._data.copy() for k, v in self._state().items()}
 
     def load_state_dict(self, state: dict[str, Any], strict: bool = True) -> IncompatibleKeys:
         """Copy arrays (or Tensors) in, cast to each entry's dtype. Missing or unexpected names
@@ -149,7 +149,7 @@ class Module:
         own = self._state()
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
-        values = {k: np.asarray(v.data if isinstance(v, Tensor) else v) for k, v in state.items() if k in own}
+        values = {k: np.asarray(v._data if isinstance(v, Tensor) else v) for k, v in state.items() if k in own}
         problems = [f"{k}: expected shape {own[k].shape}, got {v.shape}" for k, v in values.items()
                     if v.shape != own[k].shape]
         problems += [f"{k}: expected numbers, got dtype {v.dtype}" for k, v in values.items()
@@ -161,12 +161,12 @@ class Module:
         cast = {}
         for k, v in values.items():  # cast everything first, so a value that cannot be cast changes nothing
             try:
-                cast[k] = v.astype(own[k].data.dtype, copy=True)
+                cast[k] = v.astype(own[k]._data.dtype, copy=True)
             except (ValueError, TypeError) as e:
                 raise RuntimeError(f"load_state_dict for {type(self).__name__}: {k}: cannot cast {v.dtype} to "
-                                   f"{own[k].data.dtype} ({e})") from None
+                                   f"{own[k]._data.dtype} ({e})") from None
         for k, v in cast.items():
-            own[k].data = v
+            own[k]._data = v
         return IncompatibleKeys(missing, unexpected)
 
     def extra_repr(self) -> str:
@@ -273,13 +273,13 @@ class _BatchNorm(Module):
                             "(wrap arrays with tg.Tensor)")
         if x.ndim not in self.ranks or x.shape[1] != self.num_features:
             want = " or ".join(f"{r}-D" for r in self.ranks)
-            raise ValueError(f"{type(self).__name__}({self.num_features}) got input {x.shape}: expected {want} "
+            raise ShapeError(f"{type(self).__name__}({self.num_features}) got input {x.shape}: expected {want} "
                              f"input with {self.num_features} channels in axis 1")
         use_batch_stats = self.training or not self.track_running_stats
         update = self.training and self.track_running_stats
         momentum = self.momentum
         if update and momentum is None:  # cumulative moving average over all batches so far
-            momentum = 1.0 / (int(self.num_batches_tracked.data) + 1)
+            momentum = 1.0 / (int(self.num_batches_tracked._data) + 1)
         y = F.batch_norm(x, self.running_mean if update or not use_batch_stats else None,
                          self.running_var if update or not use_batch_stats else None, self.weight, self.bias,
                          training=use_batch_stats, momentum=momentum, eps=self.eps)
@@ -294,7 +294,7 @@ class _BatchNorm(Module):
             with no_grad():
                 self.running_mean.writable_data()[...] = 0
                 self.running_var.writable_data()[...] = 1
-                self.num_batches_tracked.data = np.array(0, np.int64)
+                self.num_batches_tracked._data = np.array(0, np.int64)
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..engine import no_grad, scope
+from ..engine import ShapeError, no_grad, scope
 from ..tensor import Tensor
 
 STAGES = ("mu", "xc", "var", "std", "x_hat")  # the named nodes of the normalization graph, in order
@@ -92,9 +92,9 @@ def _affine(x_hat: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor
 
 def _check_channels(x: Tensor, n: int, what: str) -> None:
     if x.ndim < 2:
-        raise ValueError(f"batch_norm: expected input (N, C, ...) with at least 2 dims, got {x.shape}")
+        raise ShapeError(f"batch_norm: expected input (N, C, ...) with at least 2 dims, got {x.shape}")
     if x.shape[1] != n:
-        raise ValueError(f"batch_norm: {what} has {n} channels but the input {x.shape} has {x.shape[1]} in axis 1")
+        raise ShapeError(f"batch_norm: {what} has {n} channels but the input {x.shape} has {x.shape[1]} in axis 1")
 
 
 def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | None, weight: Tensor | None = None,
@@ -115,12 +115,12 @@ def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | Non
                          f"{'running_var' if running_var is None else 'running_mean'}=None; pass both or neither")
     for what, v in given.items():
         if v.ndim != 1:
-            raise ValueError(f"batch_norm: {what} must be 1-D (C,), got {v.shape}")
+            raise ShapeError(f"batch_norm: {what} must be 1-D (C,), got {v.shape}")
         _check_channels(x, v.shape[0], what)
     axes = (0,) + tuple(range(2, x.ndim)) if x.ndim >= 2 else (0,)
     m = math.prod(x.shape[a] for a in axes)
     if training and m <= 1:
-        raise ValueError(f"batch_norm: expected more than 1 value per channel when training, got input {x.shape}")
+        raise ShapeError(f"batch_norm: expected more than 1 value per channel when training, got input {x.shape}")
     if not training and (running_mean is None or running_var is None):
         raise ValueError("batch_norm: eval mode needs running_mean and running_var (or pass training=True)")
     # PyTorch's rule: a constant channel has batch variance 0, so eps is all that keeps x_hat = 0 / sqrt(0 + eps)
@@ -137,8 +137,8 @@ def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | Non
         y = _affine(x_hat, _channel(weight, x.ndim), _channel(bias, x.ndim))
     if training and running_mean is not None:
         with no_grad():  # the running averages are state, not part of the graph
-            mean = (1 - momentum) * running_mean.data + momentum * s["mu"].data.ravel()
-            var = (1 - momentum) * running_var.data + momentum * s["var"].data.ravel() * (m / (m - 1))  # unbiased
+            mean = (1 - momentum) * running_mean._data + momentum * s["mu"]._data.ravel()
+            var = (1 - momentum) * running_var._data + momentum * s["var"]._data.ravel() * (m / (m - 1))  # unbiased
             # both computed before either is written, so the two statistics change together or not at all
             running_mean.writable_data()[...] = mean
             running_var.writable_data()[...] = var
@@ -153,10 +153,10 @@ def layer_norm(x: Tensor, normalized_shape: int | tuple[int, ...], weight: Tenso
     _need_float("layer_norm", x)
     shape = _shape("layer_norm", "normalized_shape", normalized_shape)
     if x.shape[x.ndim - len(shape):] != shape or x.ndim < len(shape):
-        raise ValueError(f"layer_norm: input {x.shape} does not end in normalized_shape {shape}")
+        raise ShapeError(f"layer_norm: input {x.shape} does not end in normalized_shape {shape}")
     for what, v in (("weight", weight), ("bias", bias)):
         if v is not None and v.shape != shape:
-            raise ValueError(f"layer_norm: {what} must have shape {shape}, got {v.shape}")
+            raise ShapeError(f"layer_norm: {what} must have shape {shape}, got {v.shape}")
     with scope("layer_norm"):
         return _affine(standardize(x, tuple(range(x.ndim - len(shape), x.ndim)), eps)["x_hat"], weight, bias)
 
@@ -177,7 +177,7 @@ def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
     """x (..., in) @ w^T + b, with w (out, in) and b (out,) as in PyTorch."""
     _need_tensor("linear", x=x, w=w)
     if x.shape[-1] != w.shape[-1]:
-        raise ValueError(f"linear: input {x.shape} has {x.shape[-1]} features, "
+        raise ShapeError(f"linear: input {x.shape} has {x.shape[-1]} features, "
                          f"the weight {w.shape} expects {w.shape[-1]}")
     y = x @ w.T
     return y if b is None else y + b
@@ -192,8 +192,8 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tenso
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     if logits.ndim not in (1, 2):
-        raise ValueError(f"cross_entropy: logits must be (N, C) or (C,), got {logits.shape}")
-    t = target.data if isinstance(target, Tensor) else np.asarray(target)
+        raise ShapeError(f"cross_entropy: logits must be (N, C) or (C,), got {logits.shape}")
+    t = target._data if isinstance(target, Tensor) else np.asarray(target)
     with scope("cross_entropy"):
         if t.shape == logits.shape and t.dtype.kind != "f":
             raise TypeError(f"cross_entropy: a target shaped like the logits {logits.shape} holds probabilities and "
@@ -215,7 +215,7 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tenso
             picked = shifted[np.arange(t.shape[0]), t] if t.ndim == 1 else shifted[t]
             losses = shifted.exp().sum(axis=-1).log() - picked
         else:
-            raise ValueError(f"cross_entropy: target {t.shape} fits neither class indices {logits.shape[:-1]} "
+            raise ShapeError(f"cross_entropy: target {t.shape} fits neither class indices {logits.shape[:-1]} "
                              f"nor probabilities {logits.shape} for logits {logits.shape}")
         if reduction == "none":
             return losses
