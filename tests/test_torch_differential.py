@@ -205,8 +205,12 @@ class Program:
         name = self.new("x" if grad else "c")
         v = self.values(shape, dtype) if values is None else np.asarray(values).astype(DTYPES[dtype]).tolist()
         rg = ", requires_grad=True" if grad else ""
-        self.run(name, f"Tensor(np.array({v}, dtype=np.{DTYPES[dtype]}){rg})",
-                 f"torch.tensor({v}, dtype=torch.{dtype}{rg})")
+        if np.size(v) == 0:  # a list cannot spell an empty shape such as (0, 3)
+            self.run(name, f"Tensor(np.zeros({shape}, dtype=np.{DTYPES[dtype]}){rg})",
+                     f"torch.zeros({shape}, dtype=torch.{dtype}{rg})")
+        else:
+            self.run(name, f"Tensor(np.array({v}, dtype=np.{DTYPES[dtype]}){rg})",
+                     f"torch.tensor({v}, dtype=torch.{dtype}{rg})")
         (self.leaves if grad else self.consts).append(name)
         if grad and dtype == self.dtype:
             self.pool.append(name)
@@ -244,9 +248,9 @@ class Program:
             return
         u = self.leaf(self.shape(out), str(self.ns_th[out].dtype).removeprefix("torch."), grad=False)
         xs = ", ".join(self.leaves)
-        self.run("g", f"tg.grad({out}, [{xs}], grad_outputs={u}, create_graph=True, allow_unused=True)",
-                 f"torch.autograd.grad({out}, [{xs}], grad_outputs={u}, create_graph=True, allow_unused=True)",
-                 compare=False)
+        assert self.run("g", f"tg.grad({out}, [{xs}], grad_outputs={u}, create_graph=True, allow_unused=True)",
+                        f"torch.autograd.grad({out}, [{xs}], grad_outputs={u}, create_graph=True, allow_unused=True)",
+                        compare=False), f"torch rejects the gradient\n{self.listing()}"
         self.compare_tuple("g")
         vs = [self.leaf(self.shape(x), str(self.ns_th[x].dtype).removeprefix("torch."), grad=False)
               for x in self.leaves]
