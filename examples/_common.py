@@ -2,19 +2,71 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from tinygrad_bn.data import Split, load_digits, standardize
+from tinygrad_bn.training import progress, spread
+
+SEEDS = (0, 1, 2, 3, 4)  # a training run is chaotic: one seed's number is an anecdote, so claims are over these
 
 
-def parse_args(doc: str) -> argparse.Namespace:
+def parse_args(doc: str, several_seeds: bool = True) -> argparse.Namespace:
+    """--out, --quick and --seeds (default SEEDS; the first two with --quick), or --seed for a
+    deterministic example."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(Path(__file__).parent / "out"), help="folder for the figures")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a shorter run (as the tests use)")
-    return parser.parse_args()
+    if several_seeds:
+        parser.add_argument("--seeds", type=int, nargs="+", help=f"one run per seed (default {seeds_label(SEEDS)}); "
+                            "each claim is printed as the median (min-max) over them")
+    else:
+        parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if several_seeds and args.seeds is None:
+        args.seeds = list(SEEDS[:2] if args.quick else SEEDS)
+    return args
+
+
+def over_seeds(run: Callable[..., Any], seeds: Sequence[int], **kwargs: Any) -> list[Any]:
+    """run(seed=s, **kwargs) for each seed, with one progress bar over the seeds."""
+    return [run(seed=s, show_progress=False, **kwargs) for s in progress(seeds, len(seeds), f"{len(seeds)} seeds")]
+
+
+def seeds_label(seeds: Sequence[int]) -> str:
+    """'seeds 0-4' for a contiguous run of seeds, else 'seeds 0, 3, 7'."""
+    s = sorted(seeds)
+    if len(s) > 2 and s == list(range(s[0], s[-1] + 1)):
+        return f"seeds {s[0]}-{s[-1]}"
+    return f"seed{'s' * (len(s) > 1)} {', '.join(map(str, s))}"
+
+
+def header(seeds: Sequence[int]) -> str:
+    """What the numbers below are: 'over seeds 0-4: median (min-max)', or 'seed 3'."""
+    return f"over {seeds_label(seeds)}: median (min-max)" if len(seeds) > 1 else seeds_label(seeds)
+
+
+def report(claims: dict[str, list[float]], seeds: Sequence[int] | None, fmt: str = ".3g") -> None:
+    """Print each claimed number as the median (min-max) over the seeds (given seeds, say which)."""
+    if seeds is not None:
+        print(header(seeds))
+    width = max(map(len, claims))
+    for name, values in claims.items():
+        print(f"  {name:<{width}}  {spread(values, fmt)}")
+
+
+def band(ax, x: Sequence[float] | None, curves: Sequence[Sequence[float]], label: str, **style: Any) -> None:
+    """The median curve over seeds with a shaded min-max band (shorter curves, ended by a
+    divergence, are padded with nan)."""
+    a = np.full((len(curves), max(map(len, curves))), np.nan)
+    for row, c in zip(a, curves):
+        row[:len(c)] = c
+    x = np.arange(1, a.shape[1] + 1) if x is None else np.asarray(x)
+    line, = ax.plot(x, np.nanmedian(a, axis=0), label=label, **style)
+    ax.fill_between(x, np.nanmin(a, axis=0), np.nanmax(a, axis=0), color=line.get_color(), alpha=0.2, lw=0)
 
 
 def digits(normalize: bool = True, dtype: type = np.float32) -> Split:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,12 +107,39 @@ def bn_speedup(data: Split, learning_rates: Iterable[float], depth: int = 6, wid
     return results
 
 
-def speedup_table(results: dict[tuple[bool, float], History], target: float) -> str:
-    """One row per learning rate: epochs to reach `target` test accuracy and the final accuracy."""
-    rows = [f"{'lr':>6}  {'epochs to ' + format(target, '.0%') + ' (no BN)':>22}  {'(BN)':>6}  "
-            f"{'final acc (no BN)':>18}  {'(BN)':>6}"]
-    for lr in sorted({lr for _, lr in results}):
-        plain, bn = results[False, lr], results[True, lr]
-        rows.append(f"{lr:>6g}  {str(plain.epochs_to(target) or '-'):>22}  {str(bn.epochs_to(target) or '-'):>6}  "
-                    f"{plain.test_accuracy[-1]:>18.3f}  {bn.test_accuracy[-1]:>6.3f}")
-    return "\n".join(rows)
+def median_range(values: Iterable[float]) -> tuple[float, float, float]:
+    """(median, min, max) of one number over seeds (inf, e.g. a target never reached, sorts last)."""
+    v = np.asarray(list(values), dtype=float)
+    return float(np.median(v)), float(v.min()), float(v.max())
+
+
+def spread(values: Iterable[float], fmt: str = ".3g") -> str:
+    """A number over seeds as the examples and README quote it: 'median (min-max)'; one seed, one number."""
+    values = list(values)
+    med, lo, hi = median_range(values)
+    return format(med, fmt) if len(values) == 1 else f"{med:{fmt}} ({lo:{fmt}}-{hi:{fmt}})"
+
+
+def epochs_cell(runs: Sequence[History], target: float) -> str:
+    """Epochs to `target` over seeds: 'median (min-max)', '-' when no seed gets there, and how many
+    seeds do when only some do (the median counts the others as never)."""
+    epochs = [h.epochs_to(target) for h in runs]
+    reached = [e for e in epochs if e is not None]
+    if len(reached) in (0, len(epochs)):
+        return spread(reached) if reached else "-"
+    med, lo, hi = median_range(e or np.inf for e in epochs)[0], min(reached), max(reached)
+    return f"{med:g} ({len(reached)}/{len(epochs)} seeds, in {lo}{f'-{hi}' * (hi > lo)})".replace("inf", "-")
+
+
+def speedup_table(results: dict[tuple[bool, float], History] | Sequence[dict[tuple[bool, float], History]],
+                  target: float) -> str:
+    """One row per learning rate: epochs to reach `target` test accuracy and the final accuracy. Given
+    one result per seed (a list of bn_speedup's dicts), each cell is the median (min-max) over seeds."""
+    runs = [results] if isinstance(results, dict) else list(results)
+    rows = [["lr", f"epochs to {target:.0%} (no BN)", "(BN)", "final acc (no BN)", "(BN)"]]
+    for lr in sorted({lr for _, lr in runs[0]}):
+        plain, bn = [r[False, lr] for r in runs], [r[True, lr] for r in runs]
+        rows.append([f"{lr:g}", epochs_cell(plain, target), epochs_cell(bn, target),
+                     *(spread((h.test_accuracy[-1] for h in hs), ".3f") for hs in (plain, bn))])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows)
