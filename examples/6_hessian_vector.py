@@ -66,7 +66,7 @@ def run(seed: int = 0) -> dict:
 
 
 def main() -> None:
-    args = parse_args(__doc__)
+    args = parse_args(__doc__, several_seeds=False)
     r = run(seed=args.seed)
     best = int(np.argmin(r["errors"]))
     print(f"Hessian-vector product over {r['n_params']} parameters of a 2-block BN tanh MLP (float64, batch 128)")
