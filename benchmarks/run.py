@@ -156,7 +156,7 @@ def bn_numpy(x, gamma, beta, dy):
 
 
 def bn_tg(x, gamma, beta, dy):
-    ts = [tg.Tensor(a, requires_grad=True) for a in (x, gamma, beta)]
+    ts = [tg.from_numpy(a, requires_grad=True) for a in (x, gamma, beta)]
     F.batch_norm(ts[0], None, None, ts[1], ts[2], training=True, eps=EPS).backward(dy)
     return [t.grad.data for t in ts]
 
@@ -229,7 +229,7 @@ def ce_numpy(z, t):
 
 
 def ce_tg(z, t):
-    logits = tg.Tensor(z, requires_grad=True)
+    logits = tg.from_numpy(z, requires_grad=True)
     F.cross_entropy(logits, t).backward()
     return [logits.grad.data]
 
@@ -350,7 +350,7 @@ def mlp_tg(weights, x, t):
 
     def step():
         opt.zero_grad()
-        F.cross_entropy(model(tg.Tensor(x)), t).backward()
+        F.cross_entropy(model(tg.from_numpy(x)), t).backward()
         opt.step()
         return [p.grad.data for p in model.parameters()]
     return step

@@ -42,7 +42,7 @@ VIEWS = {"x[0:2]": lambda x: x[0:2], "x.reshape(3, 1)": lambda x: x.reshape(3, 1
 @pytest.mark.parametrize("view", VIEWS)
 def test_a_write_through_an_op_made_view_is_refused_and_the_gradient_stays_true(view):
     """v is a view of x's memory; writing v.data went through, and backward read v = 100
-    (x.grad = [200, 2, 0] for x = [0, 1, 2]). Arrays inside a graph are born read-only now."""
+    (x.grad = [200, 2, 0] for x = [0, 1, 2]). An array an op computed leaves the library read-only now."""
     x = Tensor(np.array([0.0, 1.0, 2.0]), requires_grad=True)
     v = VIEWS[view](x)
     z = (v * v).sum()
@@ -348,3 +348,41 @@ def test_deepcopy_copies_a_leaf_and_refuses_a_tensor_inside_a_graph():
         copy.deepcopy(y)
     y.sum().backward()  # the original graph and its protection are untouched
     assert x.grad.data.tolist() == [7.0, 9.0]
+
+
+def test_an_ndarray_seed_is_the_callers_after_backward_even_when_the_gradient_is_a_graph():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    dy = np.array([1.0, 3.0])
+    (x * x).backward(dy, create_graph=True)  # x.grad = 2 x dy, a graph that reads dy
+    dy[:] = 100.0  # the caller's array stays writable, and the graph kept its own copy
+    x.grad.sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [2.0 + 2.0, 12.0 + 6.0])  # 2 x dy + d(sum 2 x dy)/dx = 2 dy
+
+
+def test_std_of_a_constant_has_gradient_zero_as_pytorch():
+    x = Tensor(np.array([[2.0, 2.0], [1.0, 3.0]]), requires_grad=True)
+    s = x.std(axis=1)
+    assert s.data.tolist() == [0.0, 1.0]
+    s.sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [[0.0, 0.0], [-0.5, 0.5]])
+
+
+def test_relu_keeps_minus_zero_and_nan_and_passes_the_gradient_at_nan_as_pytorch():
+    x = Tensor(np.array([-1.0, -0.0, 0.0, np.nan]), requires_grad=True)
+    y = x.relu()
+    assert np.signbit(y.data).tolist() == [False, True, False, False] and np.isnan(y.data[3])
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [0.0, 0.0, 0.0, 1.0])
+
+
+def test_maximum_beside_a_nan_sends_the_gradient_to_both_sides_as_pytorch():
+    a, b = Tensor(np.array([1.0, 2.0]), requires_grad=True), Tensor(np.array([np.nan, 2.0]), requires_grad=True)
+    tg.maximum(a, b).sum().backward()
+    np.testing.assert_array_equal(a.grad.data, [1.0, 0.5])
+    np.testing.assert_array_equal(b.grad.data, [1.0, 0.5])
+
+
+def test_a_tensor_made_from_a_tensor_is_a_copy_that_may_require_grad():
+    t = Tensor(np.array([1.0, 2.0]))
+    c = Tensor(t, requires_grad=True)
+    assert c.requires_grad and not np.shares_memory(c.data, t.data) and c.data.tolist() == [1.0, 2.0]

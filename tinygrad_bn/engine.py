@@ -145,11 +145,10 @@ class Function:
             needs = [p.requires_grad for p in parents]
             if True in needs:
                 ctx.parents, ctx.needs, ctx.scope, ctx.grad_of = parents, needs, _State.scope, _State.grad_of
-                if cls.reads_inputs:  # backward will read these arrays: guard them (guards.py)
-                    ctx.arrays, ctx.locked = arrays, _lock(parents, arrays)
+                if cls.reads_inputs:  # backward will read these arrays: guard them (guards.py). A tuple of
+                    ctx.arrays, ctx.locked = tuple(arrays), _lock(parents, arrays)  # arrays leaves the GC's sight
                 else:
                     ctx.arrays = ctx.locked = None
-                data.flags.writeable = False  # an array inside a graph is never written (a view's too)
                 out._ctx, out.requires_grad = ctx, True
         return out
 
@@ -226,8 +225,10 @@ def _as_list(x: Any) -> list:
     return list(x) if isinstance(x, (list, tuple)) else [x]
 
 
-def _seed_grads(outputs: list[Tensor], grad_outputs: list) -> list[Tensor]:
-    """The gradients to start from: given ones checked against their outputs, else ones for scalars."""
+def _seed_grads(outputs: list[Tensor], grad_outputs: list, create_graph: bool) -> list[Tensor]:
+    """The gradients to start from: given ones checked against their outputs, else ones for scalars.
+    A given ndarray is only read during this sweep (nothing recorded keeps it), so it is not copied;
+    with create_graph the gradient graph keeps it, so it is copied, as Tensor(ndarray) is."""
     if len(grad_outputs) != len(outputs):
         raise ValueError(f"got {len(grad_outputs)} grad_outputs for {len(outputs)} outputs")
     seeds = []
@@ -243,9 +244,10 @@ def _seed_grads(outputs: list[Tensor], grad_outputs: list) -> list[Tensor]:
                     " pass a gradient of that shape, e.g. t.backward(tg.ones(t.shape)), or reduce t first")
             g = Tensor._wrap(np.ones(t.shape, t.dtype))
         else:
-            g = g if isinstance(g, Tensor) else Tensor(g)
+            shared = not create_graph and type(g) is np.ndarray and g.dtype.kind in "biufc"
+            g = g if isinstance(g, Tensor) else Tensor._wrap(g) if shared else Tensor(g)
             if g.shape != t.shape:
-                raise RuntimeError(f"grad of shape {g.shape} given for output {i} of shape {t.shape}")
+                raise ShapeError(f"grad of shape {g.shape} given for output {i} of shape {t.shape}")
             if g.dtype != t.dtype:
                 g = g.cast(t.dtype)
         seeds.append(g)
@@ -363,7 +365,7 @@ def _accumulate(t: Tensor, g: Tensor, create_graph: bool, stored: set[int]) -> N
 
 def backward(t: Tensor, grad: Any = None, retain_graph: bool = False, create_graph: bool = False) -> None:
     outputs = [t]
-    backprop(outputs, _seed_grads(outputs, [grad]), retain_graph or create_graph, create_graph)
+    backprop(outputs, _seed_grads(outputs, [grad], create_graph), retain_graph or create_graph, create_graph)
 
 
 def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor], grad_outputs: Any = None,
@@ -381,7 +383,7 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor], 
         if not x.requires_grad:
             raise RuntimeError(f"input {i} (shape {x.shape}) does not require grad")
     retain = create_graph if retain_graph is None else retain_graph
-    found = backprop(outputs, _seed_grads(outputs, grad_outputs), retain, create_graph, inputs)
+    found = backprop(outputs, _seed_grads(outputs, grad_outputs, create_graph), retain, create_graph, inputs)
     result = tuple(found.get(x) for x in inputs)
     if not allow_unused:
         for i, r in enumerate(result):

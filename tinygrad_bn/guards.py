@@ -62,8 +62,8 @@ def _check_finite(what: str, ctx: Function | type, scope: tuple[str, ...], array
 
 
 # In-place safety. An op saves its inputs' arrays; its backward reads them again. Changing one
-# in between would silently change the gradient. So: an array an op makes inside a graph is born
-# read-only (Function.apply); a leaf's array (an input, a parameter) is read-only while a live graph
+# in between would silently change the gradient. So: an array an op made inside a graph leaves the
+# library read-only (tensor._hand_out); a leaf's array (an input, a parameter) is read-only while a live graph
 # holds it, and so is the array it is a view of; a replaced array (t.data = ...) is caught at
 # backward; and an array whose writable views may be out there (it was handed out by t.data,
 # t.numpy() or np.asarray(t) while writable) is also compared at backward with a copy taken when
@@ -114,18 +114,20 @@ def _is_exposed(a: np.ndarray) -> bool:
 
 def _lock(parents: tuple[Tensor, ...], arrays: list[np.ndarray]) -> list[_Hold] | None:
     """Hold the arrays of the leaf inputs (and the arrays they are views of) read-only while the op
-    lives. An op's own outputs are born read-only; the library's constants (wrapped numbers, masks)
-    too, and are never handed out, so they need no hold. Returns the holds to keep."""
+    lives. An op's own outputs leave the library read-only; the library's constants (wrapped numbers,
+    masks) are read-only and are never handed out, so they need no hold. Returns the holds to keep."""
     holds = None
     for p, a in zip(parents, arrays):
         if p._ctx is not None:
             continue
-        for arr in (a, _owner(a)):
-            if arr is None or not arr.flags.writeable and not _is_exposed(arr) and id(arr) not in _holds:
+        for arr in (a,) if a.base is None else (a, _owner(a)):
+            if arr is None:
                 continue
             ref = _holds.get(id(arr))
             hold = ref() if ref is not None else None
             if hold is None:
+                if not arr.flags.writeable and id(arr) not in _exposed:
+                    continue  # read-only and never handed out writable: a library constant, a memory map
                 hold = _Hold(arr)
             holds = [hold] if holds is None else holds + [hold]
     return holds

@@ -56,8 +56,8 @@ class Abs(Function):
 
 class Relu(Function):
     reads_inputs = False
-    def forward(self, x): return np.maximum(x, 0)
-    def backward(self, grad, out): return _select(grad, out._data > 0)     # subgradient 0 at 0
+    def forward(self, x): return np.where(x < 0, 0, x)                      # keeps -0.0 and NaN, as PyTorch
+    def backward(self, grad, out): return _select(grad, ~(out._data <= 0))  # subgradient 0 at 0; NaN passes
 
 
 class Tanh(Function):
@@ -148,17 +148,18 @@ class Pow(Function):
 class Maximum(Function):
     def forward(self, a, b): return np.maximum(a, b)
     def backward(self, grad, out):
-        # the larger input takes the gradient; a tie splits it evenly, as PyTorch does
-        share = self.wins(self.parents[0]._data, self.parents[1]._data)
-        return _select(grad, share), _select(grad, 1 - share)
+        # the larger input takes the gradient, a tie splits it evenly, and beside a NaN (no comparison
+        # holds) both take it, as PyTorch does
+        a, b = self.parents[0]._data, self.parents[1]._data
+        return _select(grad, self.share(a, b)), _select(grad, self.share(b, a))
     @staticmethod
-    def wins(a, b): return (a > b) + (a == b) * np.asarray(0.5, np.result_type(a, b))  # a's share
+    def share(a, b): return np.where(a == b, 0.5, np.where(a < b, 0.0, 1.0))  # a's share
 
 
 class Minimum(Maximum):
     def forward(self, a, b): return np.minimum(a, b)
     @staticmethod
-    def wins(a, b): return (a < b) + (a == b) * np.asarray(0.5, np.result_type(a, b))
+    def share(a, b): return np.where(a == b, 0.5, np.where(a > b, 0.0, 1.0))
 
 
 # ----------------------------------------------------------------------------------- reduce

@@ -72,6 +72,20 @@ def _broadcasts_to(small: tuple[int, ...], big: tuple[int, ...]) -> bool:
     return lead >= 0 and all(n == 1 or n == m for n, m in zip(small, big[lead:]))
 
 
+def _hand_out(t: Tensor) -> np.ndarray:
+    """t's array, as it may leave the library (t.data, t.numpy(), np.asarray(t), t.detach()). One an
+    op computed becomes read-only: a graph may read it (or a view of it) in backward, and nothing
+    of ours ever writes it. A leaf's writable array is noted as handed out: a view taken of it now
+    could write under a later graph, so that graph compares it at backward (guards.py)."""
+    a = t._data
+    if a.flags.writeable:
+        if t._ctx is not None:
+            a.setflags(write=False)
+        else:
+            _expose(a)
+    return a
+
+
 def _frozen(a: np.ndarray) -> Tensor:
     """A constant the library made (a wrapped number, a shift): read-only, so never anybody's data."""
     a.setflags(write=False)
@@ -89,6 +103,7 @@ class Tensor:
     def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = None, name: str | None = None):
         """A new leaf owning a copy of `data` (as torch.tensor): later writes to the caller's array
         never reach it. tg.from_numpy shares instead."""
+        copied = False
         if isinstance(data, Tensor):
             data = data._data
         elif not isinstance(data, np.ndarray):
@@ -102,8 +117,6 @@ class Tensor:
             # Python floats (alone or in lists) take the default dtype, float32, as in PyTorch
             data = arr.astype(DEFAULT_FLOAT) if arr.dtype == np.float64 and not isinstance(data, np.generic) else arr
             copied = True
-        else:
-            copied = False
         if data.dtype.kind not in "biufc":
             raise TypeError(f"Tensor: unsupported dtype {data.dtype}; use a numeric or bool array")
         data = data.astype(dtype if dtype is not None else data.dtype, copy=not copied)
@@ -122,11 +135,9 @@ class Tensor:
 
     @property
     def data(self) -> np.ndarray:
-        """The tensor's array itself (not a copy). While a live graph reads it, it is read-only."""
-        a = self._data
-        if a.flags.writeable:  # a view taken of it now could write under a later graph: that graph checks it
-            _expose(a)
-        return a
+        """The tensor's array itself (not a copy). While a live graph reads it, it is read-only; an
+        array an op computed is handed out read-only (backward may read it, and views of it)."""
+        return _hand_out(self)
 
     @data.setter
     def data(self, value: Any) -> None:
@@ -189,7 +200,7 @@ class Tensor:
 
     def detach(self) -> Tensor:
         """The same data, cut from the graph."""
-        return Tensor._wrap(self._data)
+        return Tensor._wrap(_hand_out(self))
 
     def zero_grad(self) -> None:
         self._grad = None
@@ -256,7 +267,8 @@ class Tensor:
             return x
         if isinstance(x, _NUMBER):
             dt = self._data.dtype
-            kind = np.asarray(x).dtype.kind
+            kind = ("b" if isinstance(x, (bool, np.bool_)) else "i" if isinstance(x, (int, np.integer))
+                    else "f" if isinstance(x, (float, np.floating)) else "c")
             if _CATEGORY[kind] > _CATEGORY[dt.kind]:
                 dt = np.dtype({"i": np.int64, "u": np.int64, "f": DEFAULT_FLOAT,
                                "c": np.complex128 if dt == np.float64 else np.complex64}[kind])
@@ -384,7 +396,11 @@ class Tensor:
         return (centered * centered).sum(axes, keepdims) / dof
 
     def std(self, axis: Any = None, keepdims: bool = False, correction: int = 0) -> Tensor:
-        return self.var(axis, keepdims, correction).sqrt()
+        """sqrt(var). Where the std is 0, its gradient is 0, as PyTorch's (sqrt's derivative is infinite
+        there and the variance's is 0: NaN): the square root is taken of 1 there and deselected."""
+        v = self.var(axis, keepdims, correction)
+        flat = v._data == 0
+        return v.sqrt() if not flat.any() else where(flat, 0.0, where(flat, 1.0, v).sqrt())
 
     def sum_to_size(self, *shape: Any) -> Tensor:
         """Sum over the axes that broadcasting `shape` to self.shape would add or stretch, so the
