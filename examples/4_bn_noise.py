@@ -3,11 +3,13 @@
 In training mode an example is normalized with the mean and variance of whatever mini-batch it
 lands in, so its z_tilde jitters from batch to batch (multiplicative and additive noise, like
 dropout). Hold one example fixed, put it in many random mini-batches of each size, and measure
-how much its z_tilde at the first BN layer varies: a larger mini-batch, less noise."""
+how much its z_tilde at the first BN layer varies: a larger mini-batch, less noise, about as
+1/sqrt(m). Once per seed (the seed draws the weights, the training order and the mini-batches):
+the numbers are the median (min-max) over the seeds."""
 from __future__ import annotations
 
 import numpy as np
-from _common import digits, parse_args, pyplot, save
+from _common import band, digits, over_seeds, parse_args, pyplot, report, save, seeds_label
 
 import tinygrad_bn as tg
 import tinygrad_bn.nn.functional as F
@@ -40,21 +42,34 @@ def run(draws: int = 200, seed: int = 0, show_progress: bool = True) -> dict[int
             for m in progress(BATCH_SIZES, len(BATCH_SIZES), "mini-batch sizes", show_progress)}
 
 
+def power(spread: dict[int, float]) -> float:
+    """p of a fitted std ~ m^-p (minus the slope of log(std) against log(m)): 0.5 for 1/sqrt(m)."""
+    return -float(np.polyfit(np.log(list(spread)), np.log(list(spread.values())), 1)[0])
+
+
+def claims(runs: list[dict[int, float]]) -> dict[str, list[float]]:
+    """Per seed: the std of z_tilde at every mini-batch size, and the power p of a fitted m^-p."""
+    return {**{f"std of z_tilde across mini-batches of {m}": [r[m] for r in runs] for m in BATCH_SIZES},
+            "p of a fitted std ~ m^-p": [power(r) for r in runs]}
+
+
 def main() -> None:
     args = parse_args(__doc__)
-    spread = run(draws=50 if args.quick else 200, seed=args.seed)
-    print(f"{'batch size':>10} {'std of z_tilde across mini-batches':>36}")
-    for m, s in spread.items():
-        print(f"{m:>10} {s:>36.4f}")
+    runs = over_seeds(run, args.seeds, draws=50 if args.quick else 200)
+    report(claims(runs), args.seeds)
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
-    ms = np.array(list(spread))
-    ax.plot(ms, list(spread.values()), "o-", label="measured (mean over the 64 units)")
-    ax.plot(ms, spread[ms[2]] * np.sqrt(ms[2] / ms), "--", color="grey", label=r"$\propto 1/\sqrt{m}$")
+    ms = np.array(BATCH_SIZES)
+    band(ax, ms, [list(r.values()) for r in runs], f"measured (mean over the 64 units;\nmedian and range, "
+         f"{seeds_label(args.seeds)})", marker="o")
+    middle = float(np.median([r[ms[2]] for r in runs]))
+    ax.plot(ms, middle * np.sqrt(ms[2] / ms), "--", color="grey", label=r"$\propto 1/\sqrt{m}$")
     ax.set(xscale="log", yscale="log", xlabel="mini-batch size m", ylabel="std of z_tilde of one fixed example",
            title="Batch norm's noise shrinks as the mini-batch grows")
     ax.set_xticks(ms, [str(m) for m in ms])
-    ax.legend()
+    ax.set_yticks(ticks := [0.07, 0.1, 0.15, 0.2, 0.3, 0.4, 0.6, 0.8], [f"{t:g}" for t in ticks])
+    ax.yaxis.set_minor_formatter("")
+    ax.legend(loc="lower left")
     save(fig, args.out, "4_bn_noise")
 
 

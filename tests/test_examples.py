@@ -121,11 +121,22 @@ def test_running_averages_serve_at_test_time_and_single_examples_equal_the_batch
     assert max(claims["max |logit difference|, single examples vs one batch"]) <= SINGLE_VS_BATCH_BOUND
 
 
+# Example 4: the std of one example's z_tilde across random mini-batches of size m.
+NOISE_STD = {2: (0.812, 0.777, 0.827), 64: (0.154, 0.145, 0.16), 256: (0.0726, 0.0707, 0.076)}  # median, min, max
+NOISE_POWER = (0.493, 0.477, 0.508)  # p of a fitted std ~ m^-p
+
+
 def test_batch_norm_noise_shrinks_as_the_mini_batch_grows():
-    spread = example("4_bn_noise.py").run(draws=40, show_progress=False)
-    values = [spread[m] for m in sorted(spread)]
-    assert all(a > b for a, b in zip(values, values[1:]))
-    assert values[0] / values[-1] > 5  # from m = 2 to m = 256
+    ex = example("4_bn_noise.py")
+    runs = [ex.run(seed=s, show_progress=False) for s in SEEDS]
+    quoted("4_bn_noise.py", ", ".join(f"{spread(*v)} at {'m = ' * (m == 2)}{m}" for m, v in NOISE_STD.items()),
+           f"p = {spread(*NOISE_POWER)}")
+    claims = ex.claims(runs)
+    for m, (_, lo, hi) in NOISE_STD.items():
+        assert_median_within(claims[f"std of z_tilde across mini-batches of {m}"], lo, hi)
+    assert_median_within(claims["p of a fitted std ~ m^-p"], *NOISE_POWER[1:])
+    medians = [np.median(claims[f"std of z_tilde across mini-batches of {m}"]) for m in ex.BATCH_SIZES]
+    assert all(a > b for a, b in zip(medians, medians[1:]))  # every larger batch, less noise
 
 
 def test_softmax_regression_dz_equals_y_hat_minus_y_over_m_throughout_training():
