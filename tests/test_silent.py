@@ -386,3 +386,43 @@ def test_a_tensor_made_from_a_tensor_is_a_copy_that_may_require_grad():
     t = Tensor(np.array([1.0, 2.0]))
     c = Tensor(t, requires_grad=True)
     assert c.requires_grad and not np.shares_memory(c.data, t.data) and c.data.tolist() == [1.0, 2.0]
+
+
+# ------------------------------------------------------------------ where PyTorch gives NaN, finite differences decide
+
+def _central_differences(f, x: np.ndarray, h: float = 1e-6) -> np.ndarray:
+    out = np.zeros_like(x)
+    for i in range(x.size):
+        step = np.zeros_like(x)
+        step.flat[i] = h
+        out.flat[i] = (f(x + step) - f(x - step)) / (2 * h)
+    return out
+
+
+@pytest.mark.parametrize("name, f, x", [
+    ("sqrt(abs(x)) at 0", lambda t: t.abs().sqrt().sum(), [0.0, 4.0]),
+    ("sqrt(max(x) - 3) at the other element", lambda t: (t.max() - 3.0).sqrt(), [3.0, 1.0]),
+    ("sqrt(0 ** b) at b > 0", lambda t: (Tensor(np.zeros(2)) ** t).sqrt().sum(), [2.0, 0.5]),
+])
+def test_an_op_that_sends_nothing_sends_exactly_zero_under_an_infinite_gradient(name, f, x):
+    """PyTorch multiplies its 0 by the infinite upstream gradient here (NaN); the function does not
+    move with these elements, and float64 central differences (the first oracle) give 0."""
+    x = np.array(x)
+    t = Tensor(x, requires_grad=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f(t).backward()
+        numeric = _central_differences(lambda v: f(Tensor(v)).item(), x)
+    finite = np.isfinite(numeric)
+    assert finite.any() and not np.isfinite(t.grad.data[~finite]).any()
+    np.testing.assert_allclose(t.grad.data[finite], numeric[finite], atol=1e-6)
+    assert (t.grad.data[finite] == 0).any()
+
+
+def test_var_with_correction_at_least_n_has_a_nan_gradient_not_pytorchs_unclamped_one():
+    """The forward is inf (PyTorch too); PyTorch's backward divides by n - correction unclamped
+    (-1 here), a finite slope of an infinite value. Here it is NaN: no number to trust."""
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = x.var(correction=3)
+        v.backward()
+    assert v.item() == np.inf and np.isnan(x.grad.data).all()
