@@ -246,3 +246,26 @@ def test_numerical_grad_leaves_inputs_unchanged():
         warnings.simplefilter("error")
         numerical_grad(lambda t: t.tanh(), [x])
     np.testing.assert_array_equal(x.data, xv)
+
+
+def test_the_readme_check_excerpt_is_what_tinygrad_bn_check_prints_now(capsys):
+    """README quotes rows of `tinygrad-bn check --audit`: each quoted row is in today's output with
+    the same case, shape, dtype and result, and errors equal to round-off noise (zero stays zero,
+    and a non-zero error within a factor of 4, what another CPU's summation order can move)."""
+    from pathlib import Path
+
+    from tinygrad_bn.cli import main
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    excerpt = readme.split("An excerpt:\n\n```\n", 1)[1].split("```", 1)[0]
+    quoted = [line for line in excerpt.splitlines() if re.search(r"\d\.\d{3}e[-+]\d\d", line)]
+    assert len(quoted) >= 5
+    main(["check", "--audit"])
+    printed = capsys.readouterr().out.splitlines()
+    number = r"(\d\.\d{3}e[-+]\d\d)"
+    for line in quoted:
+        label = re.split(number, line)[0].rstrip()
+        now = next((p for p in printed if p.startswith(label)), None)
+        assert now is not None, f"README quotes {label!r}, which tinygrad-bn check no longer prints"
+        for q, n in zip(map(float, re.findall(number, line)), map(float, re.findall(number, now))):
+            assert (q == 0) == (n == 0) and (q == 0 or 1 / 4 <= n / q <= 4), f"README: {line}\nnow:    {now}"
+        assert line.split()[-1] == now.split()[-1]
