@@ -155,10 +155,18 @@ def test_softmax_regression_dz_equals_y_hat_minus_y_over_m_throughout_training()
     assert max(claims["max over steps of max|autograd dz - (y_hat - y)/m| / max|(y_hat - y)/m|"]) <= DZ_BOUND
 
 
+# Example 6 (deterministic, seed 0): the figures are round-off, so the test asserts bounds with room for
+# a change in summation order (over seeds 0-9 the best difference is 1.3e-10 to 2.8e-10, the symmetry up to 9e-15).
+HV_PARAMETERS, HV_ERROR, HV_ERROR_BOUND, HV_SYMMETRY, HV_SYMMETRY_BOUND = 3530, 1.5e-10, 5e-10, 5.2e-16, 2e-14
+
+
 def test_hessian_vector_product_through_batch_norm_matches_differences_of_the_gradient():
     r = example("6_hessian_vector.py").run()
-    assert min(r["errors"]) < 1e-8
-    assert abs(r["u_hv"] - r["v_hu"]) <= 1e-12 * abs(r["u_hv"])
+    quoted("6_hessian_vector.py", f"({HV_PARAMETERS} parameters)", f"to {HV_ERROR:g} at the best step (bound "
+           f"{HV_ERROR_BOUND:g})", f"to {HV_SYMMETRY:g} relative (bound {HV_SYMMETRY_BOUND:g})")
+    assert r["n_params"] == HV_PARAMETERS
+    assert min(r["errors"]) <= HV_ERROR_BOUND
+    assert abs(r["u_hv"] - r["v_hu"]) <= HV_SYMMETRY_BOUND * abs(r["u_hv"])
 
 
 @pytest.mark.parametrize("script", sorted(p.name for p in EXAMPLES.glob("[0-9]_*.py")))
