@@ -426,3 +426,13 @@ def test_var_with_correction_at_least_n_has_a_nan_gradient_not_pytorchs_unclampe
         v = x.var(correction=3)
         v.backward()
     assert v.item() == np.inf and np.isnan(x.grad.data).all()
+
+
+def test_casting_to_an_integer_dtype_leaves_the_graph_as_pytorch():
+    """x.cast(int64) required grad, and the gradient through it came back truncated: d/dx sum(x * int(x))
+    was [2, 4] at x = [1.5, 2.5]; PyTorch (and the math of a constant) give int(x) = [1, 2]."""
+    x = Tensor(np.array([1.5, 2.5]), requires_grad=True)
+    y = x.cast(np.int64)
+    assert not y.requires_grad and y.dtype == np.int64
+    (x * y).sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [1.0, 2.0])

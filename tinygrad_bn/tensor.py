@@ -340,7 +340,13 @@ class Tensor:
     def cast(self, dtype: Any) -> Tensor:
         """This tensor as `dtype` (itself if it already is); the gradient is cast back."""
         dtype = np.dtype(dtype)
-        return self if dtype == self._data.dtype else Cast.apply(self, dtype=dtype)
+        if dtype == self._data.dtype:
+            return self
+        if dtype.kind != "f" and self.requires_grad:
+            # an integer, bool or complex result has no gradient (PyTorch's rule for integers): it is
+            # outside the graph, else the gradient through it would come back truncated to an integer
+            return Tensor._wrap(self._data.astype(dtype))
+        return Cast.apply(self, dtype=dtype)
 
     to = cast
 
