@@ -265,8 +265,10 @@ class Tensor:
         complex128. ndarrays and lists become tensors (copies) and promote as tensors do."""
         if isinstance(x, Tensor):
             return x
+        dt = self._data.dtype
+        if type(x) in (float, int) and dt.kind in "fc":  # the common case: a number beside a float tensor
+            return _frozen(np.array(x, dt))
         if isinstance(x, _NUMBER):
-            dt = self._data.dtype
             kind = ("b" if isinstance(x, (bool, np.bool_)) else "i" if isinstance(x, (int, np.integer))
                     else "f" if isinstance(x, (float, np.floating)) else "c")
             if _CATEGORY[kind] > _CATEGORY[dt.kind]:
@@ -281,8 +283,14 @@ class Tensor:
     def _pair(self, x: Any, true_div: bool = False) -> tuple[Tensor, Tensor]:
         """(self, x) ready for a binary op, in one dtype promoted as PyTorch does (see _promote);
         a true division of integers is computed in float32 (NumPy would give float64)."""
-        b = x if type(x) is Tensor else self._lift(x)
-        a, da, db = self, self._data.dtype, b._data.dtype
+        a, da = self, self._data.dtype
+        if type(x) is Tensor:
+            b, db = x, x._data.dtype
+            if db is da and (not true_div or da.kind == "f"):  # the common case: as they are
+                return a, b
+        else:
+            b = self._lift(x)
+            db = b._data.dtype
         if da is not db and da != db:
             dt = _promote(a._data, b._data)
             if dt.kind == "c" and (a.requires_grad or b.requires_grad):
