@@ -33,6 +33,15 @@ def example(name: str):
 SEEDS = example("_common.py").SEEDS
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_blas_thread():
+    """As the examples run their seeds: small matrices, the same results to the bit, and no waiting on a
+    second BLAS thread (4x slower on 2 busy cores)."""
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(1):
+        yield
+
+
 def quoted(script: str, *phrases: str) -> None:
     """README's table row for examples/SCRIPT says each phrase (so the numbers asserted are the ones quoted)."""
     row = next(line for line in README.read_text().splitlines() if line.startswith(f"| `python examples/{script}`"))
