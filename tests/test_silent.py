@@ -79,13 +79,29 @@ def test_an_unchanged_view_costs_nothing_but_a_copy_and_the_gradient_is_exact():
     assert x.data[0] == 5.0
 
 
-def test_replacing_an_intermediate_s_data_is_caught_at_backward():
+@pytest.mark.parametrize("replace", ["t.data = ...", "t.writable_data()"])
+def test_the_array_of_a_tensor_an_op_computed_cannot_be_replaced(replace):
+    """exp's backward reads its output: e.writable_data()[:] = 0 made x.grad 0 without a word."""
     x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
-    h = x * 3.0
-    y = (h * h).sum()
-    h.data = np.array([7.0, 7.0])
-    with pytest.raises(RuntimeError, match=r"^Mul: its input 0 .* was given new data"):
-        y.backward()
+    e = x.exp()
+    y = e.sum()
+    with pytest.raises(RuntimeError, match="computed by Exp"):
+        if replace == "t.data = ...":
+            e.data = np.zeros(2)
+        else:
+            e.writable_data()[:] = 0
+    y.backward()
+    np.testing.assert_allclose(x.grad.data, np.exp([1.0, 2.0]), rtol=1e-15)
+
+
+def test_a_leaf_that_requires_grad_keeps_its_shape_and_dtype_when_its_data_is_replaced():
+    x = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    with pytest.raises(TypeError, match="keeps its shape and dtype"):
+        x.data = np.array([1, 2, 3])
+    with pytest.raises(tg.ShapeError, match="keeps its shape and dtype"):
+        x.data = np.ones(5)
+    x.data = np.ones(3)  # same shape and dtype: fine (an optimizer's way)
+    assert x.data.tolist() == [1.0, 1.0, 1.0]
 
 
 # ------------------------------------------------------------ 2. arrays already read-only when the graph was built
@@ -436,3 +452,132 @@ def test_casting_to_an_integer_dtype_leaves_the_graph_as_pytorch():
     assert not y.requires_grad and y.dtype == np.int64
     (x * y).sum().backward()
     np.testing.assert_array_equal(x.grad.data, [1.0, 2.0])
+
+
+# ------------------------------------------------------------------ found by red-teaming the guards
+
+def test_index_arrays_masks_and_labels_are_copied_so_refilling_them_changes_nothing():
+    x = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    idx, mask = np.array([0, 0]), np.array([True, False, True])
+    y = (x[idx] * x[idx]).sum() + tg.where(mask, x, 0.0).sum()
+    idx[:], mask[:] = 2, False  # a data loader refilling its buffers before backward
+    y.backward()
+    np.testing.assert_array_equal(x.grad.data, [4.0 + 1.0, 0.0, 1.0])
+    z = Tensor(np.zeros((2, 3)), requires_grad=True)
+    labels = np.array([0, 1])
+    loss = F.cross_entropy(z, labels)
+    labels[:] = 2
+    loss.backward()
+    np.testing.assert_allclose(z.grad.data, (np.full((2, 3), 1 / 3) - np.eye(3)[[0, 1]]) / 2, rtol=1e-15)
+
+
+def test_a_view_made_outside_the_graph_cannot_write_what_the_graph_saved():
+    a = Tensor(np.arange(1.0, 7.0))
+    v = a.reshape(2, 3)  # no graph (a needs no grad): a plain tensor viewing a's memory
+    w = Tensor(np.ones(6), requires_grad=True)
+    loss = (w * a).sum()
+    with pytest.raises(ValueError, match="read-only"):
+        v.data[0, 0] = 100.0
+    x = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    with tg.no_grad():
+        y = x[:]
+    loss2 = (x * x).sum()
+    with pytest.raises(ValueError, match="read-only"):
+        y.data[0] = 100.0
+    loss.backward()
+    loss2.backward()
+    np.testing.assert_array_equal(w.grad.data, np.arange(1.0, 7.0))
+    np.testing.assert_array_equal(x.grad.data, [2.0, 4.0, 6.0])
+    v.data[0, 0] = 100.0  # the graphs are gone: writable again, as a's own array
+    y.data[0] = 100.0
+    assert a.data[0] == 100.0 and x.data[0] == 100.0
+
+
+def test_an_array_handed_out_while_held_is_still_checked_by_later_graphs():
+    x = Tensor(np.array([1.0, 2.0, 3.0]), requires_grad=True)
+    y = (x * x).sum()
+    d = x.data  # read-only now; the same object turns writable after backward
+    y.backward()
+    v = d[:]
+    y2 = (x * x).sum()
+    v[0] = 100.0
+    with pytest.raises(RuntimeError, match="changed in place"):
+        y2.backward()
+
+
+def test_a_leaf_viewing_memory_through_as_strided_holds_that_memory():
+    img = np.arange(5.0)
+    windows = tg.from_numpy(np.lib.stride_tricks.sliding_window_view(img, 3))
+    w = Tensor(np.ones(3), requires_grad=True)
+    loss = (windows @ w).sum()
+    with pytest.raises(ValueError, match="read-only"):
+        img[:] = 0
+    loss.backward()
+    np.testing.assert_array_equal(w.grad.data, [3.0, 6.0, 9.0])
+
+
+def test_numpy_subclasses_become_plain_arrays():
+    m = Tensor(np.matrix([[1.0, 2.0], [3.0, 4.0]]))
+    assert type(m.data) is np.ndarray and (m * m).sum().item() == 30.0  # element-wise, not a matrix product
+    masked = Tensor(np.ma.masked_array([1.0, 2.0, 3.0], mask=[False, True, False]))
+    assert masked.sum().item() == 6.0  # as torch.tensor: the data, not the mask
+
+
+def test_comparisons_promote_as_pytorch():
+    assert (Tensor(np.array([16777217])) == 16777216.0).item()  # both in float32
+    assert (Tensor(np.array([0.1], np.float32)) == Tensor(np.array(0.1))).item()  # the 0-d float64 does not widen
+    assert not (Tensor(np.array([16777216.0], np.float32)) < Tensor(np.array([16777217]))).item()
+
+
+def test_deepcopy_of_a_module_keeps_its_parameters():
+    import copy
+    net = tg.nn.Sequential(tg.nn.Linear(3, 2), tg.nn.BatchNorm1d(2))
+    twin = copy.deepcopy(net)
+    assert [k for k, _ in twin.named_parameters()] == [k for k, _ in net.named_parameters()]
+    assert all(isinstance(p, tg.nn.Parameter) for p in twin.parameters())
+    assert not any(np.shares_memory(a.data, b.data) for a, b in zip(net.parameters(), twin.parameters()))
+
+
+def test_two_leaves_viewing_one_buffer_are_both_writable_after_backward():
+    big = np.ones(4)
+    x1, x2 = tg.from_numpy(big[:2], requires_grad=True), tg.from_numpy(big[2:], requires_grad=True)
+    ((x1 * x1).sum() + (x2 * x2).sum()).backward()
+    assert big.flags.writeable and x1.data.flags.writeable and x2.data.flags.writeable
+    tg.optim.SGD([x1, x2], lr=0.25).step()
+    np.testing.assert_array_equal(big, [0.5] * 4)  # the step wrote into the shared buffer
+
+
+def test_grad_accumulation_from_four_threads_loses_nothing():
+    """t.grad = t.grad + g is a read and a write with NumPy (which lets other threads run) between."""
+    import threading
+    for _ in range(5):
+        w = Tensor(np.ones((64, 64), np.float32), requires_grad=True)
+        x = Tensor(np.ones((64, 64), np.float32))
+
+        def work(x: Tensor = x, w: Tensor = w) -> None:
+            for _ in range(40):
+                (x @ w).sum().backward()
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        np.testing.assert_array_equal(w.grad.data, np.full((64, 64), 4 * 40 * 64.0, np.float32))
+
+
+def test_a_graph_over_a_slice_of_a_handed_out_array_copies_only_the_slice():
+    X = Tensor(np.zeros((1000, 8)))
+    handed_out = X.data  # views of it may exist now  # noqa: F841
+    w = Tensor(np.ones(8), requires_grad=True)
+    loss = (X[0:4] @ w).sum()
+    ctxs = [t._ctx for t in tg.engine._toposort([loss]) if t._ctx is not None]
+    snapshots = [h.snapshot.size for c in ctxs for h in c.locked or () if h.snapshot is not None]
+    assert snapshots == [4 * 8]  # not 1000 * 8: GetItem holds nothing; MatMul holds the rows it saved
+
+
+def test_integers_out_of_range_wrap_and_a_negative_integer_power_is_not_a_shape_error():
+    u = Tensor(np.array([0, 5], np.uint8))
+    assert (u + -1).data.tolist() == [255, 4] and (u * 300).dtype == np.uint8
+    with pytest.raises(ValueError) as info:
+        Tensor(np.array([2])) ** -1
+    assert not isinstance(info.value, tg.ShapeError)

@@ -120,8 +120,10 @@ class Function:
     which returns, written in Tensor ops, one gradient (or None) per input. `out` is the op's
     output Tensor, passed in rather than stored so the graph holds no reference cycles.
     `reads_inputs = False` declares that backward never reads the inputs' values (only shapes,
-    dtypes, the gradient or `out`), so their arrays need no guarding against in-place change."""
+    dtypes, the gradient or `out`), so their arrays need no guarding against in-place change;
+    `aliases = True` that the output is a view of the input (a replaced input is still refused)."""
     reads_inputs = True
+    aliases = False
     __slots__ = ("parents", "needs", "scope", "grad_of", "arrays", "locked", "site", "__dict__", "__weakref__")
 
     @classmethod
@@ -147,8 +149,9 @@ class Function:
                 ctx.parents, ctx.needs, ctx.scope, ctx.grad_of = parents, needs, _State.scope, _State.grad_of
                 if cls.reads_inputs:  # backward will read these arrays: guard them (guards.py). A tuple of
                     ctx.arrays, ctx.locked = tuple(arrays), _lock(parents, arrays)  # arrays leaves the GC's sight
-                else:
-                    ctx.arrays = ctx.locked = None
+                else:  # a view op keeps them only to refuse a replaced input (the views share its fate)
+                    ctx.arrays, ctx.locked = tuple(arrays) if cls.aliases else None, None
+                data.setflags(write=False)  # an array inside a graph is never written, nor any view of it
                 out._ctx, out.requires_grad = ctx, True
         return out
 
@@ -183,7 +186,8 @@ def _op_error(cls: type, parents: Sequence[Tensor], e: Exception) -> Exception:
     that do not broadcast, a bad reshape) as ShapeError, an axis error as AxisError, else its own type."""
     shapes = ", ".join(f"{p.shape} {p.dtype}" for p in parents)
     where = f" in scope {'/'.join(_State.scope)}" if _State.scope else ""
-    kind = AxisError if isinstance(e, np.exceptions.AxisError) else ShapeError if type(e) is ValueError else type(e)
+    shapes_wrong = type(e) is ValueError and any(w in str(e) for w in ("shape", "broadcast", "dimension", "size"))
+    kind = AxisError if isinstance(e, np.exceptions.AxisError) else ShapeError if shapes_wrong else type(e)
     return kind(f"{cls.__name__}{where}: {e} (inputs: {shapes})")
 
 
@@ -360,7 +364,8 @@ def _accumulate(t: Tensor, g: Tensor, create_graph: bool, stored: set[int]) -> N
         # as one contiguous block instead of element by element, and stays a transpose
         g = g.clone() if create_graph else Tensor._wrap(g._data.copy(order="K"))
     stored.add(id(g))
-    t._grad = g if t._grad is None else t._grad + g
+    with _guard:  # two threads' backward passes into one .grad both count
+        t._grad = g if t._grad is None else t._grad + g
 
 
 def backward(t: Tensor, grad: Any = None, retain_graph: bool = False, create_graph: bool = False) -> None:
@@ -393,7 +398,7 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor], 
     return result
 
 
-from .guards import _check_finite, _check_unchanged, _lock, _user_site  # noqa: E402  (guards builds on this module)
+from .guards import _check_finite, _check_unchanged, _guard, _lock, _user_site  # noqa: E402  (guards builds on this module)
 from .tensor import Tensor, _broadcasts_to  # noqa: E402  (tensor.py imports this module; apply makes Tensors)
 from .ops import Add  # noqa: E402  (ops.py builds on Function)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import threading
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -61,74 +62,115 @@ def _check_finite(what: str, ctx: Function | type, scope: tuple[str, ...], array
                            f"{inputs}; the op was created at {site}")
 
 
-# In-place safety. An op saves its inputs' arrays; its backward reads them again. Changing one
-# in between would silently change the gradient. So: an array an op made inside a graph leaves the
-# library read-only (tensor._hand_out); a leaf's array (an input, a parameter) is read-only while a live graph
-# holds it, and so is the array it is a view of; a replaced array (t.data = ...) is caught at
-# backward; and an array whose writable views may be out there (it was handed out by t.data,
-# t.numpy() or np.asarray(t) while writable) is also compared at backward with a copy taken when
-# the graph first held it. The one thing not guarded: a view of an array given to tg.from_numpy,
-# taken by the caller before the graph (the caller owns that memory; Tensor(a) copies instead).
+# In-place safety. An op saves its inputs' arrays, and some read their output; backward reads them
+# again, so changing one in between would silently change the gradient. So (README, Safety):
+# - every array an op computes while recording a graph is born read-only (Function.apply), and
+#   so is every view NumPy makes of it later;
+# - a leaf's array (an input, a parameter) that an op saves, and the array a saved view belongs
+#   to, are held read-only while the op lives (_Hold, _lock);
+# - replacing a saved input's array (t.data = ...) is caught at backward (_check_unchanged);
+# - a leaf's array handed out (t.data, t.numpy(), np.asarray(t)) may have writable views no flag
+#   reaches, so an op that saves it (or a view of it) keeps a copy of what it saved and compares
+#   it at backward.
+# Not guarded: views of an array given to tg.from_numpy that its caller took before (the caller
+# owns that memory; Tensor(a) copies instead).
+_guard = threading.RLock()  # holds and .grad accumulation are shared between threads
+
+
 class _Hold:
     """Keeps one array read-only for as long as some live op refers to this hold: every op
     reading the array shares it, so Python's reference count does the bookkeeping, and the last
     op to let go (free() after backward, or its dropped graph collected) makes it writable again
-    (if it was writable before). `snapshot`: a copy to compare at backward, for an exposed array."""
-    __slots__ = ("array", "restore", "snapshot", "__weakref__")
+    (if it was writable before; a view whose owner is still held, when that owner's hold goes).
+    `snapshot`: a copy to compare at backward, for an array with views we cannot reach."""
+    __slots__ = ("array", "restore", "snapshot", "views", "__weakref__")
 
-    def __init__(self, a: np.ndarray):
-        self.array, self.restore = a, a.flags.writeable
-        self.snapshot = a.copy() if _is_exposed(a) else None
-        a.flags.writeable = False
-        _holds[id(a)] = weakref.ref(self)
+    def __init__(self, a: np.ndarray, snapshot: bool):
+        self.array, self.restore, self.views = a, a.flags.writeable, None
+        self.snapshot = a.copy() if snapshot else None
+        _holds[id(a)] = weakref.ref(self)  # registered before the flag: a late __del__ of an old hold sees us
+        a.setflags(write=False)
 
     def __del__(self) -> None:
-        ref = _holds.get(id(self.array))
-        if ref is not None and ref() in (self, None):  # not a newer hold on the same array
-            del _holds[id(self.array)]
-            if self.restore:
-                with contextlib.suppress(ValueError):  # a view whose base is still held stays read-only
-                    self.array.flags.writeable = True
+        with _guard:
+            a = self.array
+            ref = _holds.get(id(a))
+            if ref is None or ref() not in (self, None):  # a newer hold has the array
+                return
+            del _holds[id(a)]
+            if not self.restore:
+                return
+            try:
+                a.setflags(write=True)
+            except ValueError:  # its owner is still held: writable again when that hold goes
+                owner = _holds.get(id(_owner(a)))
+                hold = owner() if owner is not None else None
+                if hold is not None:
+                    hold.views = [a] if hold.views is None else hold.views + [a]
+                return
+            for v in self.views or ():
+                if id(v) not in _holds:
+                    with contextlib.suppress(ValueError):
+                        v.setflags(write=True)
 
 
 _holds: dict[int, weakref.ref] = {}  # id(array) -> its hold, while one lives (the hold keeps the id taken)
-_exposed: dict[int, weakref.ref] = {}  # id(array) -> the array, for arrays handed out while writable
+_exposed: dict[int, weakref.ref] = {}  # id(array) -> the array, for leaf arrays handed out
 
 
 def _owner(a: np.ndarray) -> np.ndarray | None:
-    """The array `a` is a view of (NumPy points a view's base at the array owning the memory)."""
-    return a.base if isinstance(a.base, np.ndarray) else None
+    """The array whose memory `a` views, or None. NumPy points a view's base at the array owning the
+    memory, or at a buffer object (as_strided, sliding_window_view) whose own base is that array."""
+    base = a.base
+    while base is not None and not isinstance(base, np.ndarray):
+        base = getattr(base, "base", None)
+    return base
 
 
 def _expose(a: np.ndarray) -> None:
-    """Note that `a` was handed out writable: views of it may exist that no flag of ours reaches."""
-    if id(a) not in _exposed:
-        key = id(a)
-        _exposed[key] = weakref.ref(a, lambda _, key=key: _exposed.pop(key, None))
+    """Note that a leaf's array was handed out: views of it (and of the memory it views) may exist
+    that no flag of ours reaches."""
+    for arr in (a, _owner(a)):
+        if arr is not None and id(arr) not in _exposed:
+            key = id(arr)
+            _exposed[key] = weakref.ref(arr, lambda _, key=key: _exposed.pop(key, None))
 
 
-def _is_exposed(a: np.ndarray) -> bool:
-    owner = _owner(a)
-    return id(a) in _exposed or owner is not None and id(owner) in _exposed
+def _protect_view(a: np.ndarray) -> None:
+    """A leaf's writable view of memory a graph holds goes out read-only until that hold lets go."""
+    with _guard:
+        ref = _holds.get(id(_owner(a)))
+        hold = ref() if ref is not None else None
+        if hold is not None:
+            a.setflags(write=False)
+            hold.views = [a] if hold.views is None else hold.views + [a]
+
+
+def _hold(a: np.ndarray, snapshot: bool) -> _Hold:
+    with _guard:  # get or make, atomically
+        ref = _holds.get(id(a))
+        hold = ref() if ref is not None else None
+        return _Hold(a, snapshot) if hold is None else hold
 
 
 def _lock(parents: tuple[Tensor, ...], arrays: list[np.ndarray]) -> list[_Hold] | None:
-    """Hold the arrays of the leaf inputs (and the arrays they are views of) read-only while the op
-    lives. An op's own outputs leave the library read-only; the library's constants (wrapped numbers,
-    masks) are read-only and are never handed out, so they need no hold. Returns the holds to keep."""
+    """Hold what the op saved: a leaf's array, and the memory a saved view belongs to, read-only
+    while the op lives; with a snapshot of what was saved when that memory was handed out. An
+    intermediate's own array is read-only from birth; the library's constants (wrapped numbers)
+    are read-only and never handed out. Returns the holds to keep."""
     holds = None
     for p, a in zip(parents, arrays):
-        if p._ctx is not None:
+        view = a.base is not None
+        if p._ctx is not None and not view:
             continue
-        for arr in (a,) if a.base is None else (a, _owner(a)):
-            if arr is None:
-                continue
-            ref = _holds.get(id(arr))
-            hold = ref() if ref is not None else None
-            if hold is None:
-                if not arr.flags.writeable and id(arr) not in _exposed:
-                    continue  # read-only and never handed out writable: a library constant, a memory map
-                hold = _Hold(arr)
+        owner = _owner(a) if view else None
+        exposed = id(a) in _exposed or owner is not None and id(owner) in _exposed
+        ref = _holds.get(id(a))
+        if exposed or a.flags.writeable or ref is not None:
+            hold = _hold(a, exposed)
+            holds = [hold] if holds is None else holds + [hold]
+        if owner is not None and (owner.flags.writeable or id(owner) in _holds):
+            hold = _hold(owner, False)
             holds = [hold] if holds is None else holds + [hold]
     return holds
 
@@ -145,7 +187,7 @@ def _check_unchanged(ctx: Function, checked: set[int]) -> None:
         if hold.snapshot is not None and id(hold) not in checked:
             checked.add(id(hold))
             if not np.array_equal(hold.array, hold.snapshot, equal_nan=hold.array.dtype.kind in "fc"):
-                i = next((i for i, a in enumerate(ctx.arrays) if a is hold.array or _owner(a) is hold.array), 0)
+                i = next((i for i, a in enumerate(ctx.arrays) if a is hold.array), 0)
                 p = ctx.parents[i]
                 raise RuntimeError(
                     f"{_scope_path(ctx, ctx.scope)}: its input {i} ({p.name or 'a tensor'} {p.shape}) was changed in "

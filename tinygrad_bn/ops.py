@@ -200,11 +200,13 @@ class Min(Max):  # the same rule: the minimal elements share the gradient
 # --------------------------------------------------------------------------------- movement
 
 class Reshape(Function):
+    reads_inputs, aliases = False, True  # (an op that saves the view holds the memory it views: guards._lock)
     def forward(self, x, shape): return x.reshape(shape)
     def backward(self, grad, out): return grad.reshape(self.parents[0].shape)
 
 
 class Transpose(Function):
+    reads_inputs, aliases = False, True
     def forward(self, x, axes):
         self.axes = axes
         return np.transpose(x, axes)
@@ -231,11 +233,13 @@ def _broadcast(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
 
 
 class BroadcastTo(Function):
+    reads_inputs, aliases = False, True
     def forward(self, x, shape): return _broadcast(x, shape)
     def backward(self, grad, out): return grad                              # the engine sums it back
 
 
 class GetItem(Function):
+    reads_inputs, aliases = False, True
     def forward(self, x, index):
         self.index = index
         return x[index]

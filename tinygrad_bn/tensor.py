@@ -2,6 +2,7 @@
 operators that apply primitives (ops.py), and API.md's composite methods in a few lines each."""
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 from collections.abc import Iterator, Sequence
@@ -73,16 +74,15 @@ def _broadcasts_to(small: tuple[int, ...], big: tuple[int, ...]) -> bool:
 
 
 def _hand_out(t: Tensor) -> np.ndarray:
-    """t's array, as it may leave the library (t.data, t.numpy(), np.asarray(t), t.detach()). One an
-    op computed becomes read-only: a graph may read it (or a view of it) in backward, and nothing
-    of ours ever writes it. A leaf's writable array is noted as handed out: a view taken of it now
-    could write under a later graph, so that graph compares it at backward (guards.py)."""
+    """A leaf's array as it leaves the library (t.data, t.numpy(), np.asarray(t)): noted as handed
+    out, since a view taken of it now could write under a later graph, which therefore compares what
+    it saved at backward; a view of memory a graph holds goes out read-only until the graph lets go.
+    (An array an op computed inside a graph is read-only from birth.)"""
     a = t._data
-    if a.flags.writeable:
-        if t._ctx is not None:
-            a.setflags(write=False)
-        else:
-            _expose(a)
+    if t._ctx is None:
+        _expose(a)
+        if a.base is not None and a.flags.writeable:
+            _protect_view(a)
     return a
 
 
@@ -119,7 +119,8 @@ class Tensor:
             copied = True
         if data.dtype.kind not in "biufc":
             raise TypeError(f"Tensor: unsupported dtype {data.dtype}; use a numeric or bool array")
-        data = data.astype(dtype if dtype is not None else data.dtype, copy=not copied)
+        # np.array copies into a plain ndarray (np.matrix or a masked array would keep its own arithmetic)
+        data = np.asarray(data, dtype) if copied else np.array(data, dtype)
         self._data, self._grad, self._ctx, self.name, self._retains_grad = data, None, None, name, False
         self.requires_grad = False
         if requires_grad:
@@ -144,7 +145,14 @@ class Tensor:
         a = value._data if isinstance(value, Tensor) else value
         if not isinstance(a, np.ndarray) or a.dtype.kind not in "biufc":
             raise TypeError(f"Tensor.data: assign an ndarray of a numeric or bool dtype, got {type(value).__name__}")
-        self._data = a
+        if self._ctx is not None:
+            raise RuntimeError(f"Tensor.data: this tensor was computed by {self._ctx!r}; replacing its array would "
+                               "change what its graph's backward reads. Use t.detach() or Tensor(t) for your own")
+        if self.requires_grad and (a.shape != self.shape or a.dtype != self.dtype):
+            raise (ShapeError if a.shape != self.shape else TypeError)(
+                f"Tensor.data: a tensor that requires grad keeps its shape and dtype ({self.shape} {self.dtype}), "
+                f"got {a.shape} {a.dtype}; make a new tensor instead")
+        self._data = a if type(a) is np.ndarray else a.view(np.ndarray)
 
     @property
     def grad(self) -> Tensor | None:
@@ -182,9 +190,12 @@ class Tensor:
     T = property(lambda self: self.transpose())
 
     def writable_data(self) -> np.ndarray:
-        """The array, ready to be changed in place. While a live graph holds it, it is read-only
+        """A leaf's array, ready to be changed in place. While a live graph holds it, it is read-only
         (so a saved value cannot change under the backward); then this tensor gets a writable copy,
         and that graph, which keeps the old array, refuses to backward (it would be stale)."""
+        if self._ctx is not None:
+            raise RuntimeError(f"writable_data: this tensor was computed by {self._ctx!r}, and its graph's backward "
+                               "reads its array; use Tensor(t) for a copy of your own")
         if not self._data.flags.writeable:
             self._data = self._data.copy()
         return self._data
@@ -199,8 +210,8 @@ class Tensor:
         return self._data.item()
 
     def detach(self) -> Tensor:
-        """The same data, cut from the graph."""
-        return Tensor._wrap(_hand_out(self))
+        """The same data, cut from the graph (an array computed inside a graph stays read-only)."""
+        return Tensor._wrap(self._data)
 
     def zero_grad(self) -> None:
         self._grad = None
@@ -211,9 +222,13 @@ class Tensor:
         if self._ctx is not None:
             raise RuntimeError("only leaf tensors (made by the user, not by an op) support deepcopy; "
                                "deep-copy the inputs and run the forward again, or copy t.detach()")
-        t = Tensor(self._data, requires_grad=self.requires_grad, name=self.name)
+        t = object.__new__(type(self))  # a Parameter stays a Parameter (a module's copy keeps its parameters)
+        t._data, t.requires_grad, t._ctx, t.name, t._retains_grad = self._data.copy(), self.requires_grad, None, \
+            self.name, False
         t._grad = None if self._grad is None else Tensor(self._grad._data)
         memo[id(self)] = t
+        if hasattr(self, "__dict__"):
+            t.__dict__.update(copy.deepcopy(self.__dict__, memo))
         return t
 
     def retain_grad(self) -> None:
@@ -274,6 +289,8 @@ class Tensor:
             if _CATEGORY[kind] > _CATEGORY[dt.kind]:
                 dt = np.dtype({"i": np.int64, "u": np.int64, "f": DEFAULT_FLOAT,
                                "c": np.complex128 if dt == np.float64 else np.complex64}[kind])
+            if kind == "i" and dt.kind in "iu" and not np.can_cast(np.min_scalar_type(x), dt):
+                return _frozen(np.array(x).astype(dt))  # an int out of range wraps around, as PyTorch
             return _frozen(np.array(x, dt))
         if _holds_tensor(x):
             raise TypeError(f"an operand holding Tensors ({type(x).__name__} of Tensors) would detach them from their "
@@ -323,8 +340,11 @@ class Tensor:
     def _compare(self, op: Any, x: Any) -> Tensor:
         if x is None or not isinstance(x, (Tensor, np.ndarray, list, tuple, *_NUMBER)):
             return NotImplemented  # t == None, t == "a": Python's identity fallback (False / True)
-        b = self._lift(x)
-        return Tensor._wrap(op(self._data, b._data))
+        a, b = self._data, self._lift(x)._data
+        if a.dtype != b.dtype:  # compared in the promoted dtype, as PyTorch (int64 16777217 == 16777216.0 in float32)
+            dt = _promote(a, b)
+            a, b = a.astype(dt, copy=False), b.astype(dt, copy=False)
+        return Tensor._wrap(op(a, b))
 
     def __lt__(self, x): return self._compare(np.less, x)
     def __le__(self, x): return self._compare(np.less_equal, x)
@@ -507,7 +527,9 @@ class Tensor:
         """NumPy indexing: ints, slices, None, ..., bool masks, integer arrays (repeated
         indices accumulate in the gradient)."""
         index = index if isinstance(index, tuple) else (index,)
-        index = tuple(i._data if isinstance(i, Tensor) else _list_index(i) if isinstance(i, list) else i for i in index)
+        # array indices are copied: GetItem's backward scatters by them, whatever the caller does to theirs
+        index = tuple(np.array(i._data) if isinstance(i, Tensor) else _list_index(i) if isinstance(i, list)
+                      else i.copy() if isinstance(i, np.ndarray) else i for i in index)
         return GetItem.apply(self, index=index)
 
 
@@ -542,7 +564,7 @@ def from_numpy(a: np.ndarray, requires_grad: bool = False) -> Tensor:
         raise TypeError(f"from_numpy: expected an ndarray, got {type(a).__name__}")
     if a.dtype.kind not in "biufc":
         raise TypeError(f"from_numpy: unsupported dtype {a.dtype}; use a numeric or bool array")
-    return Tensor._wrap(a).requires_grad_(requires_grad)
+    return Tensor._wrap(a if type(a) is np.ndarray else a.view(np.ndarray)).requires_grad_(requires_grad)
 
 
 def zeros(*shape: Any, dtype: Any = DEFAULT_FLOAT, requires_grad: bool = False) -> Tensor:
@@ -582,7 +604,7 @@ def minimum(a: Any, b: Any) -> Tensor:
 def where(cond: Any, a: Any, b: Any) -> Tensor:
     """a where cond, else b (broadcasting all three). The gradient is selected, not multiplied by a
     mask: the unselected side gets exactly 0 even where the upstream gradient is infinite."""
-    c = cond._data if isinstance(cond, Tensor) else np.asarray(cond)
+    c = np.array(cond._data if isinstance(cond, Tensor) else cond)  # a copy: backward selects by it
     if c.dtype != np.bool_:
         raise TypeError(f"where: cond must be bool, got {c.dtype}; compare first, e.g. tg.where(x > 0, x, 0)")
     a, b = _operands(a, b)
@@ -590,7 +612,7 @@ def where(cond: Any, a: Any, b: Any) -> Tensor:
 
 
 from .engine import AxisError, ShapeError  # noqa: E402
-from .guards import _expose  # noqa: E402
+from .guards import _expose, _protect_view  # noqa: E402
 from .ops import (  # noqa: E402  (ops.py builds on Tensor)
     Abs, Add, BroadcastTo, Cast, Div, Exp, GetItem, Log, MatMul, Max, Maximum, Min, Minimum, Mul, Neg, Pow, Relu,
     Reshape, Sigmoid, Sqrt, Sub, Sum, Tanh, Transpose, Where,
