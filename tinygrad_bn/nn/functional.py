@@ -31,11 +31,16 @@ def standardize(x: Tensor, axes: tuple[int, ...], eps: float, given: dict[str, T
             s[name].name = name
         return s[name]
 
-    # the mean of float32 input accumulated in float64, as PyTorch's CPU norm kernels do: a constant row
-    # then has mu equal to its value exactly, so xc = 0 and x_hat = 0, not rounding noise / sqrt(eps)
-    acc = np.float64 if x.dtype.itemsize < 8 and x.dtype.kind == "f" else None
-    m = math.prod(x.shape[a] for a in axes)
-    mu = stage("mu", (x.sum(axes, keepdims=True, dtype=acc) / m).cast(x.dtype))
+    if x.dtype.itemsize < 8 and x.size:
+        # float32: mu = c + mean(x - c) for c a detached sample of each group (exact for any constant).
+        # A float32 sum of x is off by a few ulps of mu, and for a (near) constant row that error is
+        # all of xc: x_hat = ulp / sqrt(eps), 0.3 for a row of 1e4 (PyTorch, accumulating in float64,
+        # gives 0). x - c is exact near c, so its mean is accurate to its spread, and 0 for a constant.
+        c = Tensor._wrap(x._data[tuple(slice(0, 1) if i in axes else slice(None) for i in range(x.ndim))].copy())
+        c.name = "a sample (detached)"
+        mu = stage("mu", (x - c).mean(axes, keepdims=True) + c)
+    else:
+        mu = stage("mu", x.mean(axes, keepdims=True))
     xc = stage("xc", x - mu)
     var = stage("var", (xc * xc).mean(axes, keepdims=True))
     std = stage("std", (var + eps).sqrt())
