@@ -314,3 +314,11 @@ def test_cli_check_audit_fails_when_a_staged_step_is_wrong(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert out.rstrip().splitlines()[-1] == "FAIL: 1 failing case(s)"
     assert "std: autograd vs staged" in out and "FAILED" in out
+
+
+def test_tinygrad_bn_train_runs_and_prints_its_table(capsys):
+    """`tinygrad-bn train` (example 2 from the command line) on a small net for one epoch."""
+    pytest.importorskip("sklearn", reason="the digits data set: pip install -e '.[examples]'")
+    assert cli.main(["train", "--epochs", "1", "--lr", "0.1", "--depth", "2", "--width", "16", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "MLP 64 -> 2 x 16 -> 10" in out and "0.1" in out

@@ -198,7 +198,7 @@ def finite_difference_report(args: argparse.Namespace) -> int:
 def train(args: argparse.Namespace) -> int:
     """Example 2 with defaults: a deep MLP on the digits with and without batch norm, several
     learning rates, plain SGD; prints the epochs each needs to reach the target test accuracy."""
-    from tinygrad_bn._data import Split, load_digits, standardize
+    from tinygrad_bn.data import Split, load_digits, standardize
     from tinygrad_bn.training import bn_speedup, speedup_table
 
     d = load_digits(seed=args.seed)
