@@ -22,6 +22,17 @@ def test_float32_norms_of_a_constant_row_are_exactly_zero_as_pytorch(value):
     assert np.array_equal(F.batch_norm(Tensor(x), None, None, training=True).data, np.zeros_like(x))
 
 
+def test_the_precise_float32_mean_is_taken_only_where_the_plain_one_could_show(rng):
+    """The shifted mean costs a full pass: it is built only when the float32 sum's rounding could
+    move x_hat by 1e-5 (a spread tiny beside the mean), so ordinary activations keep mean(x)."""
+    ordinary = Tensor((rng.standard_normal((256, 16)) * 2 + 0.5).astype(np.float32), requires_grad=True)
+    offset = Tensor((rng.standard_normal((256, 16)) * 0.01 + 1e3).astype(np.float32), requires_grad=True)
+    stages = F.standardize(ordinary, (0,), 1e-5)
+    assert type(stages["mu"]._ctx).__name__ == "Div"  # sum / m
+    assert type(F.standardize(offset, (0,), 1e-5)["mu"]._ctx).__name__ == "Add"  # c + mean(x - c)
+    assert type(F.standardize(ordinary.double(), (0,), 1e-5)["mu"]._ctx).__name__ == "Div"  # float64: never
+
+
 def test_float32_batch_norm_matches_a_float64_evaluation_to_float32_round_off(rng):
     x = (rng.standard_normal((64, 5)) * 0.01 + 1e3).astype(np.float32)  # a small spread far from 0
     got = F.batch_norm(Tensor(x), None, None, training=True).data

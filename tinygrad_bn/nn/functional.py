@@ -31,23 +31,37 @@ def standardize(x: Tensor, axes: tuple[int, ...], eps: float, given: dict[str, T
             s[name].name = name
         return s[name]
 
-    if x.dtype.itemsize < 8 and x.size:
-        # float32: mu = c + mean(x - c) for c a detached sample of each group (exact for any constant).
-        # A float32 sum of x is off by a few ulps of mu, and for a (near) constant row that error is
-        # all of xc: x_hat = ulp / sqrt(eps), 0.3 for a row of 1e4 (PyTorch, accumulating in float64,
-        # gives 0). x - c is exact near c, so its mean is accurate to its spread, and 0 for a constant.
+    def centered(mu: Tensor) -> tuple[Tensor, Tensor]:
+        xc = stage("xc", x - stage("mu", mu))
+        return xc, stage("var", (xc * xc).mean(axes, keepdims=True))
+
+    xc, var = centered(x.mean(axes, keepdims=True))
+    if _imprecise_mean(x, s["mu"], var, eps) and "mu" not in given:
+        # A float32 sum is off by up to ~log2(m) ulps of |mu| (same-signed data), and where the
+        # spread is as small as that (a constant row: xc is all error) x_hat = error / sqrt(eps),
+        # 0.3 for a row of 1e4 (PyTorch, accumulating in float64, gives 0). Then mu = c + mean(x - c)
+        # for c a detached sample of each group: x - c is exact near c, so its mean is accurate to
+        # the spread, and exactly 0 for a constant. (Checked on (1, C) statistics: free otherwise.)
         c = Tensor._wrap(x._data[tuple(slice(0, 1) if i in axes else slice(None) for i in range(x.ndim))].copy())
         c.name = "a sample (detached)"
-        mu = stage("mu", (x - c).mean(axes, keepdims=True) + c)
-    else:
-        mu = stage("mu", x.mean(axes, keepdims=True))
-    xc = stage("xc", x - mu)
-    var = stage("var", (xc * xc).mean(axes, keepdims=True))
+        xc, var = centered((x - c).mean(axes, keepdims=True) + c)
     std = stage("std", (var + eps).sqrt())
     # xc / std as xc * (1 / std): the same quotient, but the per-channel division happens once on
     # (1, C) and the big array is only multiplied, forward and backward (no -out / std pass)
     stage("x_hat", xc * (1 / std))
     return s
+
+
+def _imprecise_mean(x: Tensor, mu: Tensor, var: Tensor, eps: float) -> bool:
+    """Whether a float32 mean's rounding (<= log2(m) + 1 ulps of |mu|) could move x_hat by more
+    than 1e-5 somewhere (~100 float32 ulps of 1): only where the spread is tiny beside the mean."""
+    if x.dtype.itemsize >= 8 or not x.size:
+        return False
+    k = np.finfo(x.dtype).eps * (math.log2(x.size // max(mu.size, 1)) + 1) / 1e-5
+    excess = mu._data * mu._data  # error^2 - (1e-5)^2 (var + eps), in place: this runs on every forward
+    excess *= k * k
+    excess -= var._data
+    return bool(excess.max() > eps)
 
 
 def _need_tensor(fn: str, **args: Any) -> None:
