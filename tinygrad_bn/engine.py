@@ -51,6 +51,12 @@ class _ThreadState(threading.local):
 _State = _ThreadState()
 
 
+class _Replaced:
+    """How many times any tensor's array was replaced (Tensor._replace): an op whose inputs were saved
+    since the last replacement anywhere needs no identity check at backward."""
+    count = 0
+
+
 class ShapeError(ValueError, RuntimeError):
     """A shape or dimension error (mismatched shapes, a bad reshape, a wrong channel count): both a
     ValueError, as NumPy code expects, and a RuntimeError, as PyTorch code expects."""
@@ -124,7 +130,8 @@ class Function:
     `aliases = True` that the output is a view of the input (a replaced input is still refused)."""
     reads_inputs = True
     aliases = False
-    __slots__ = ("parents", "needs", "scope", "grad_of", "arrays", "locked", "site", "__dict__", "__weakref__")
+    __slots__ = ("parents", "needs", "scope", "grad_of", "arrays", "locked", "epoch", "site", "__dict__",
+                 "__weakref__")
 
     @classmethod
     def apply(cls, *parents: Tensor, **params: Any) -> Tensor:
@@ -151,6 +158,7 @@ class Function:
                     ctx.arrays, ctx.locked = tuple(arrays), _lock(parents, arrays)  # arrays leaves the GC's sight
                 else:  # a view op keeps them only to refuse a replaced input (the views share its fate)
                     ctx.arrays, ctx.locked = tuple(arrays) if cls.aliases else None, None
+                ctx.epoch = _Replaced.count
                 data.setflags(write=False)  # an array inside a graph is never written, nor any view of it
                 out._ctx, out.requires_grad = ctx, True
         return out
@@ -297,8 +305,13 @@ def backprop(outputs: list[Tensor], seeds: list[Tensor], retain_graph: bool, cre
                     continue
                 if ctx.parents is None:
                     raise _freed_error(ctx, t)
-                if ctx.arrays is not None:
-                    _check_unchanged(ctx, checked)
+                if ctx.arrays is not None:  # what backward will read is still what the forward saw
+                    if ctx.epoch != _Replaced.count:
+                        for p, a in zip(ctx.parents, ctx.arrays):
+                            if p._data is not a:
+                                raise _replaced_error(ctx, p)
+                    if ctx.locked is not None:
+                        _check_snapshots(ctx, checked)
                 if anomaly:
                     _State.rule = ctx
                 if create_graph:  # ops recorded now belong to ctx's backward rule (the renderer groups them)
@@ -398,7 +411,7 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor], 
     return result
 
 
-from .guards import _check_finite, _check_unchanged, _guard, _lock, _user_site  # noqa: E402  (guards builds on this module)
+from .guards import _check_finite, _check_snapshots, _guard, _lock, _replaced_error, _user_site  # noqa: E402  (guards builds on this module)
 from .tensor import Tensor, _broadcasts_to  # noqa: E402  (tensor.py imports this module; apply makes Tensors)
 from .ops import Add  # noqa: E402  (ops.py builds on Function)
 

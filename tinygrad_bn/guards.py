@@ -175,15 +175,18 @@ def _lock(parents: tuple[Tensor, ...], arrays: list[np.ndarray]) -> list[_Hold] 
     return holds
 
 
-def _check_unchanged(ctx: Function, checked: set[int]) -> None:
-    """Before ctx's backward reads its inputs: each is still the array the forward saw, with its values."""
-    for i, (p, a) in enumerate(zip(ctx.parents, ctx.arrays)):
-        if p._data is not a:
-            raise RuntimeError(
-                f"{_scope_path(ctx, ctx.scope)}: its input {i} ({p.name or 'a tensor'} {p.shape}) was given "
-                f"new data (.data was replaced, e.g. by an optimizer step or load_state_dict) after {ctx!r} saved it, "
-                "so its gradient would be wrong; run the forward again after changing parameters")
-    for hold in ctx.locked or ():
+def _replaced_error(ctx: Function, p: Tensor) -> RuntimeError:
+    """The error for an input of ctx whose array was replaced after ctx saved it (the engine checks)."""
+    i = next(i for i, q in enumerate(ctx.parents) if q is p)
+    return RuntimeError(
+        f"{_scope_path(ctx, ctx.scope)}: its input {i} ({p.name or 'a tensor'} {p.shape}) was given "
+        f"new data (.data was replaced, e.g. by an optimizer step or load_state_dict) after {ctx!r} saved it, "
+        "so its gradient would be wrong; run the forward again after changing parameters")
+
+
+def _check_snapshots(ctx: Function, checked: set[int]) -> None:
+    """Before ctx's backward reads its inputs: those with a snapshot still hold the values it saved."""
+    for hold in ctx.locked:
         if hold.snapshot is not None and id(hold) not in checked:
             checked.add(id(hold))
             if not np.array_equal(hold.array, hold.snapshot, equal_nan=hold.array.dtype.kind in "fc"):

@@ -181,7 +181,9 @@ class Sum(Function):
         return x.sum(axis=axis, keepdims=keepdims, dtype=dtype)
     def backward(self, grad, out):                                          # adjoint of sum: broadcast
         x = self.parents[0]  # cast while small (a float64 sum of float32 input), not after broadcasting
-        grad, kept = grad.cast(x.dtype) if x.dtype.kind == "f" else grad, _kept(x.shape, self.axis)
+        if grad._data.dtype != x._data.dtype and x._data.dtype.kind == "f":
+            grad = grad.cast(x._data.dtype)
+        kept = _kept(x.shape, self.axis)
         return BroadcastTo.apply(grad if grad.shape == kept else Reshape.apply(grad, shape=kept), shape=x.shape)
 
 

@@ -152,7 +152,12 @@ class Tensor:
             raise (ShapeError if a.shape != self.shape else TypeError)(
                 f"Tensor.data: a tensor that requires grad keeps its shape and dtype ({self.shape} {self.dtype}), "
                 f"got {a.shape} {a.dtype}; make a new tensor instead")
-        self._data = a if type(a) is np.ndarray else a.view(np.ndarray)
+        self._replace(a if type(a) is np.ndarray else a.view(np.ndarray))
+
+    def _replace(self, a: np.ndarray) -> None:
+        """Give this tensor a new array (the one way any code does): ops that saved the old one check."""
+        self._data = a
+        engine._Replaced.count += 1
 
     @property
     def grad(self) -> Tensor | None:
@@ -197,7 +202,7 @@ class Tensor:
             raise RuntimeError(f"writable_data: this tensor was computed by {self._ctx!r}, and its graph's backward "
                                "reads its array; use Tensor(t) for a copy of your own")
         if not self._data.flags.writeable:
-            self._data = self._data.copy()
+            self._replace(self._data.copy())
         return self._data
 
     def numpy(self) -> np.ndarray:

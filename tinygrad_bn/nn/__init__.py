@@ -118,7 +118,7 @@ class Module:
                             "use e.g. .to(np.float64), or cast a copy of the state_dict to other dtypes")
         for t in [*self.parameters(), *self.buffers()]:
             if t._data.dtype.kind == "f":
-                t._data = t._data.astype(dtype)
+                t._replace(t._data.astype(dtype))
                 t.grad = None if t.grad is None else Tensor._wrap(t.grad._data.astype(dtype))
         return self
 
@@ -166,7 +166,7 @@ class Module:
                 raise RuntimeError(f"load_state_dict for {type(self).__name__}: {k}: cannot cast {v.dtype} to "
                                    f"{own[k]._data.dtype} ({e})") from None
         for k, v in cast.items():
-            own[k]._data = v
+            own[k]._replace(v)
         return IncompatibleKeys(missing, unexpected)
 
     def extra_repr(self) -> str:
@@ -294,7 +294,7 @@ class _BatchNorm(Module):
             with no_grad():
                 self.running_mean.writable_data()[...] = 0
                 self.running_var.writable_data()[...] = 1
-                self.num_batches_tracked._data = np.array(0, np.int64)
+                self.num_batches_tracked._replace(np.array(0, np.int64))
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
