@@ -10,7 +10,6 @@ document a defect found here; those listed in STILL_OPEN are strict xfails until
 """
 from __future__ import annotations
 
-import copy
 import inspect
 import os
 import re
@@ -28,6 +27,8 @@ from tinygrad_bn import Tensor, ops
 from tinygrad_bn.engine import Function
 from tinygrad_bn.viz import GraphTooLargeError
 
+from conftest import assert_same, both, snap
+
 F32, F64 = np.float32, np.float64
 EPS = 1e-5
 HERE = os.path.basename(__file__)
@@ -35,50 +36,7 @@ NUMPY_DIR = os.path.dirname(np.__file__)
 DID_NOT_RAISE = pytest.fail.Exception  # what pytest.raises raises when nothing was raised
 
 
-def both(*words: str) -> str:
-    """A regex matching a message that contains every one of `words` (literally), in any order."""
-    return "(?s)" + "".join(f"(?=.*{re.escape(w)})" for w in words)
-
-
 # ------------------------------------------------------------------------------ what must not change
-
-class _Same:
-    """Compared by identity: a failed call must not swap a tensor's array for another one."""
-    def __init__(self, obj: Any):
-        self.obj = obj
-
-
-def _snap(obj: Any) -> Any:
-    if isinstance(obj, Tensor):
-        return {"data": obj.data.copy(), "array": _Same(obj.data), "requires_grad": obj.requires_grad,
-                "graph": _Same(obj._ctx),
-                "grad": None if obj.grad is None else obj.grad.data.copy()}
-    if isinstance(obj, nn.Module):
-        return {"training": [m.training for m in obj.modules()],
-                **{f"parameter {k}": _snap(p) for k, p in obj.named_parameters()},
-                **{f"buffer {k}": _snap(b) for k, b in obj.named_buffers()}}
-    if isinstance(obj, tg.optim.Optimizer):
-        return {"lr": obj.lr, "params": [_snap(p) for p in obj.params], "state": copy.deepcopy(obj.state)}
-    raise TypeError(f"cannot snapshot {type(obj).__name__}")
-
-
-def _assert_same(after: Any, before: Any, where: str) -> None:
-    if isinstance(before, _Same):
-        assert after.obj is before.obj, f"{where}: replaced"
-    elif isinstance(before, dict):
-        assert after.keys() == before.keys(), where
-        for k in before:
-            _assert_same(after[k], before[k], f"{where}.{k}")
-    elif isinstance(before, list):
-        assert len(after) == len(before), where
-        for i, (a, b) in enumerate(zip(after, before)):
-            _assert_same(a, b, f"{where}[{i}]")
-    elif isinstance(before, np.ndarray):
-        assert after.dtype == before.dtype and after.shape == before.shape, where
-        np.testing.assert_array_equal(after, before, err_msg=where)
-    else:
-        assert after == before, where
-
 
 class Watch:
     """w(a, b, ...) snapshots tensors, modules and optimizers (and returns them); after the failed
@@ -87,12 +45,12 @@ class Watch:
         self.items: list[tuple[Any, Any]] = []
 
     def __call__(self, *objs: Any) -> Any:
-        self.items += [(o, _snap(o)) for o in objs]
+        self.items += [(o, snap(o)) for o in objs]
         return objs[0] if len(objs) == 1 else objs
 
     def assert_unchanged(self) -> None:
         for i, (obj, before) in enumerate(self.items):
-            _assert_same(_snap(obj), before, f"watched {i} ({type(obj).__name__})")
+            assert_same(snap(obj), before, f"watched {i} ({type(obj).__name__})")
 
 
 # ------------------------------------------------------------------------------ builders (seeded)
@@ -752,12 +710,12 @@ def test_a_duplicate_parameter_is_rejected_or_stepped_once():
 def test_batch_norm_on_an_ndarray_works_like_linear_or_is_a_type_error():
     x = np.random.default_rng(0).standard_normal((6, 3))
     bn, ref = _bn(), _bn()
-    before = _snap(bn)
+    before = snap(bn)
     try:
         y = bn(x)
     except TypeError as e:
         assert "BatchNorm1d" in str(e)
-        _assert_same(_snap(bn), before, "bn")
+        assert_same(snap(bn), before, "bn")
         return
     np.testing.assert_array_equal(y.data, ref(Tensor(x)).data)
 
@@ -784,11 +742,11 @@ def test_batch_norm_eval_on_an_empty_batch_is_empty_and_changes_nothing():
     """Eval mode needs no batch statistics: (0, C) in, (0, C) out, as PyTorch. (Training mode on an
     empty batch is a clear error here, in the table; PyTorch returns an empty output there.)"""
     bn = _bn(train=False)
-    before = _snap(bn)
+    before = snap(bn)
     y = bn(Tensor(np.zeros((0, 3))))
     assert y.shape == (0, 3)
     y.sum().backward()  # adds zero gradients
-    _assert_same(_snap(bn), before, "bn")
+    assert_same(snap(bn), before, "bn")
 
 
 def test_a_failed_call_leaves_no_leaf_read_only_once_the_error_is_gone():

@@ -6,8 +6,6 @@ result is PyTorch's. Each case builds its objects, snapshots all their state, ru
 pytest.raises(match=...) and asserts the snapshot is unchanged."""
 from __future__ import annotations
 
-import copy
-import re
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -19,57 +17,12 @@ import tinygrad_bn.nn as nn
 import tinygrad_bn.nn.functional as F
 from tinygrad_bn import Tensor
 
+from conftest import assert_same, both, snap
+
 F64 = np.float64
 
 
-def both(*words: str) -> str:
-    """A regex matching a message that contains every one of `words` (literally), in any order."""
-    return "(?s)" + "".join(f"(?=.*{re.escape(w)})" for w in words)
-
-
 # ------------------------------------------------------------------------------ snapshots
-
-class _Same:
-    """Compared by identity: a failed call must not swap a tensor's array for another one either."""
-    def __init__(self, obj: Any):
-        self.obj = obj
-
-
-def snap(obj: Any) -> Any:
-    """Everything a call could change: values, dtypes, arrays, .grad, buffers, optimizer state."""
-    if isinstance(obj, Tensor):
-        return {"data": obj.data.copy(), "array": _Same(obj.data), "requires_grad": obj.requires_grad,
-                "grad": copy.deepcopy(obj.grad.data if isinstance(obj.grad, Tensor) else obj.grad)}
-    if isinstance(obj, np.ndarray):
-        return obj.copy()
-    if isinstance(obj, nn.Module):
-        return {"training": [m.training for m in obj.modules()],
-                **{f"parameter {k}": snap(p) for k, p in obj.named_parameters()},
-                **{f"buffer {k}": snap(b) for k, b in obj.named_buffers()}}
-    if isinstance(obj, tg.optim.Optimizer):
-        hyper = ("lr", *getattr(obj, "hyper", ()))
-        return {"hyper": {k: getattr(obj, k) for k in hyper}, "params": [snap(p) for p in obj.params],
-                "state": copy.deepcopy(obj.state)}
-    raise TypeError(f"cannot snapshot {type(obj).__name__}")
-
-
-def assert_same(after: Any, before: Any, where: str = "") -> None:
-    if isinstance(before, _Same):
-        assert after.obj is before.obj, f"{where}: array replaced"
-    elif isinstance(before, dict):
-        assert after.keys() == before.keys(), where
-        for k in before:
-            assert_same(after[k], before[k], f"{where}.{k}")
-    elif isinstance(before, (list, tuple)):
-        assert len(after) == len(before), where
-        for i, (a, b) in enumerate(zip(after, before)):
-            assert_same(a, b, f"{where}[{i}]")
-    elif isinstance(before, np.ndarray):
-        assert isinstance(after, np.ndarray) and after.dtype == before.dtype and after.shape == before.shape, where
-        np.testing.assert_array_equal(after, before, err_msg=where)
-    else:
-        assert after == before, where
-
 
 class Bad(NamedTuple):
     setup: Callable[[], tuple[list, Callable[[], Any]]]  # -> (objects whose state must not change, the bad call)
