@@ -132,6 +132,14 @@ class Function:
     aliases = False
     __slots__ = ("parents", "needs", "scope", "grad_of", "arrays", "locked", "epoch", "site", "__dict__",
                  "__weakref__")
+    parents: Any  # tuple of input Tensors; None once freed
+    needs: list[bool]
+    scope: tuple[str, ...]
+    grad_of: Any  # the Function whose backward rule recorded this op (create_graph), or None
+    arrays: tuple[np.ndarray, ...] | None  # the inputs' arrays, kept to refuse a replaced one
+    locked: list | None  # the guards' holds (guards._Hold)
+    epoch: int
+    site: str
 
     @classmethod
     def apply(cls, *parents: Tensor, **params: Any) -> Tensor:

@@ -97,6 +97,12 @@ def _frozen(a: np.ndarray) -> Tensor:
 class Tensor:
     """An n-dimensional array that records the ops made from it, for reverse-mode autodiff."""
     __slots__ = ("_data", "requires_grad", "_grad", "_ctx", "name", "_retains_grad", "__weakref__")
+    _data: np.ndarray
+    requires_grad: bool
+    _grad: Tensor | None
+    _ctx: Any  # the engine.Function that made it, or None for a leaf
+    name: str | None
+    _retains_grad: bool
     __array_ufunc__ = None  # so `ndarray + Tensor` calls Tensor.__radd__ instead of looping in NumPy
     __hash__ = object.__hash__  # by identity (== is element-wise), so tensors stay dict keys, as in PyTorch
 
@@ -292,8 +298,9 @@ class Tensor:
             kind = ("b" if isinstance(x, (bool, np.bool_)) else "i" if isinstance(x, (int, np.integer))
                     else "f" if isinstance(x, (float, np.floating)) else "c")
             if _CATEGORY[kind] > _CATEGORY[dt.kind]:
-                dt = np.dtype({"i": np.int64, "u": np.int64, "f": DEFAULT_FLOAT,
-                               "c": np.complex128 if dt == np.float64 else np.complex64}[kind])
+                wider: dict[str, Any] = {"i": np.int64, "u": np.int64, "f": DEFAULT_FLOAT,
+                                         "c": np.complex128 if dt == np.float64 else np.complex64}
+                dt = np.dtype(wider[kind])
             if kind == "i" and dt.kind in "iu" and not np.can_cast(np.min_scalar_type(x), dt):
                 return _frozen(np.array(x).astype(dt))  # an int out of range wraps around, as PyTorch
             return _frozen(np.array(x, dt))
@@ -490,7 +497,7 @@ class Tensor:
         return shifted - shifted.exp().sum(axis, keepdims=True).log()
 
     def argmax(self, axis: int | None = None) -> np.ndarray:
-        return np.argmax(self._data, axis=axis)
+        return np.asarray(np.argmax(self._data, axis=axis))
 
     # ------------------------------------------------------------------------- movement
     def reshape(self, *shape: Any) -> Tensor:
