@@ -2,6 +2,8 @@
 (a wrong value, a NaN, a half-updated state, or no error) and names the item it pins."""
 from __future__ import annotations
 
+import array
+
 import numpy as np
 import pytest
 
@@ -592,3 +594,80 @@ def test_integers_out_of_range_wrap_and_a_negative_integer_power_is_not_a_shape_
     with pytest.raises(ValueError) as info:
         Tensor(np.array([2])) ** -1
     assert not isinstance(info.value, tg.ShapeError)
+
+
+# ------------------------------------------------------------------ found by the second red team
+
+@pytest.mark.parametrize("index", [(slice(None), (1, 1)), ((0, 0), slice(None)), (array.array("q", [2, 2]),)])
+def test_repeated_indices_given_as_tuples_or_ranges_accumulate(index):
+    """x[:, (1, 1)] sent column 1 a gradient of 1 (the last write won), not 2 as PyTorch."""
+    x = Tensor(np.arange(6.0).reshape(3, 2), requires_grad=True)
+    x[index].sum().backward()
+    want = np.zeros((3, 2))
+    np.add.at(want, index, 1.0)
+    np.testing.assert_array_equal(x.grad.data, want)
+
+
+def test_a_replacement_while_an_op_runs_its_forward_is_still_caught():
+    """The count of replacements is read before the inputs' arrays: a replacement in between (another
+    thread, while NumPy runs a matmul) used to let backward skip the check and read the new array."""
+    w = Tensor(np.ones((2, 2)), requires_grad=True)
+
+    class Sneaky(tg.ops.Mul):
+        def forward(self, a, b):
+            w.data = np.full((2, 2), 100.0)
+            return super().forward(a, b)
+    x = Tensor(np.ones((2, 2)), requires_grad=True)
+    y = Sneaky.apply(x, w).sum()
+    with pytest.raises(RuntimeError, match="was given new data"):
+        y.backward()
+
+
+def test_load_state_dict_cannot_replace_a_buffer_an_op_computed():
+    x = Tensor(np.array([1.0, 2.0]), requires_grad=True)
+    m = tg.nn.Module()
+    m.register_buffer("b", x.exp())
+    loss = m.b.sum()
+    with pytest.raises(RuntimeError, match="computed by Exp"):
+        m.load_state_dict({"b": np.array([5.0, 5.0])})
+    loss.backward()
+    np.testing.assert_allclose(x.grad.data, np.exp([1.0, 2.0]), rtol=1e-15)
+
+
+def test_where_keeps_the_sign_of_zero_as_numpy_and_pytorch():
+    x = Tensor(np.array([-3.0, 2.0]))
+    assert np.signbit(tg.where(x > 0, x, 0.0).data).tolist() == [False, False]
+    assert np.signbit(tg.where(x > 5, x, -0.0).data).tolist() == [True, True]
+
+
+def test_batch_norm_refuses_running_statistics_an_op_computed_and_changes_nothing():
+    x = Tensor(np.random.default_rng(0).standard_normal((4, 2)))
+    mean = Tensor(np.zeros(2))
+    var = Tensor(np.ones(2), requires_grad=True) * 1.0
+    with pytest.raises(ValueError, match="running_var was computed by Mul"):
+        F.batch_norm(x, mean, var, training=True)
+    assert mean.data.tolist() == [0.0, 0.0]
+
+
+def test_module_to_its_own_dtype_changes_nothing_and_keeps_a_pending_backward_valid():
+    lin = tg.nn.Linear(3, 2)
+    y = lin(Tensor(np.ones((4, 3), np.float32))).sum()
+    arrays = [p._data for p in lin.parameters()]
+    lin.float()
+    assert all(p._data is a for p, a in zip(lin.parameters(), arrays))
+    y.backward()
+    assert lin.weight.grad is not None
+
+
+def test_the_float32_mean_check_sees_past_a_nan_channel_and_a_row_by_row_sum():
+    x = np.full((64, 3), 10000.1, np.float32)
+    x[0, 0] = np.nan
+    x[:, 2] = np.random.default_rng(0).standard_normal(64)
+    y = F.batch_norm(Tensor(x), None, None, training=True).data
+    assert np.isnan(y[:, 0]).all() and np.array_equal(y[:, 1], np.zeros(64, np.float32))
+    rng = np.random.default_rng(1)
+    big = (rng.standard_normal((8192, 8)) * 0.2 + 1.0).astype(np.float32)  # axis 0 is summed row by row
+    got = F.batch_norm(Tensor(big), None, None, training=True).data
+    b64 = big.astype(np.float64)
+    want = (b64 - b64.mean(0)) / np.sqrt(b64.var(0) + 1e-5)
+    assert np.abs(got - want).max() < 1e-5

@@ -16,8 +16,8 @@ with rtol 1e-10; in float32 against PyTorch run in float64, where tinygrad_bn ma
 further off than PyTorch's own float32 result is (plus a small floor).
 
 Two deliberate differences, documented in README (Safety) and pinned in tests/test_silent.py:
-- SELECTS: where abs (at 0), max/min (at the other elements) and pow (at a base or exponent of 0)
-  send no gradient, tinygrad_bn sends exactly 0 even when the upstream gradient is infinite, as
+- SELECTS: where abs (at 0), max/min (at the other elements), pow (at a base or exponent of 0) and
+  std (of a constant, in second derivatives) send no gradient, tinygrad_bn sends exactly 0 even when the upstream gradient is infinite, as
   central differences do; PyTorch multiplies its 0 by the inf and gives NaN (also in its second
   derivatives, from where's dead branch). So in a program using one of them, a NaN of PyTorch's
   may be a finite value here; a NaN here must still be one in PyTorch.
@@ -40,7 +40,7 @@ import tinygrad_bn.nn.functional as F  # noqa: E402
 from tinygrad_bn import Tensor  # noqa: E402
 
 N_PROGRAMS = 200  # per float dtype
-SELECTS = ("abs", "max", "min", "pow")  # see the module docstring
+SELECTS = ("abs", "max", "min", "pow", "std")  # see the module docstring
 
 
 def fl(x: Any) -> Any:

@@ -144,6 +144,7 @@ class Function:
     @classmethod
     def apply(cls, *parents: Tensor, **params: Any) -> Tensor:
         ctx = cls()
+        epoch = _Replaced.count  # before the arrays are read: a replacement from here on is checked at backward
         arrays = [p._data for p in parents]
         try:
             data = ctx.forward(*arrays, **params)
@@ -166,7 +167,7 @@ class Function:
                     ctx.arrays, ctx.locked = tuple(arrays), _lock(parents, arrays)  # arrays leaves the GC's sight
                 else:  # a view op keeps them only to refuse a replaced input (the views share its fate)
                     ctx.arrays, ctx.locked = tuple(arrays) if cls.aliases else None, None
-                ctx.epoch = _Replaced.count
+                ctx.epoch = epoch
                 data.setflags(write=False)  # an array inside a graph is never written, nor any view of it
                 out._ctx, out.requires_grad = ctx, True
         return out

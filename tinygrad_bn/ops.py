@@ -85,11 +85,12 @@ class Cast(Function):
 class Where(Function):
     """cond ? a : b for a constant bool array `cond` (a comparison, which has no gradient)."""
     reads_inputs = False
-    def forward(self, a, b, cond):
+    def forward(self, a, b, cond, exact=False):
         self.cond = cond
-        if b.ndim == 0 and b == 0 and a.shape == cond.shape and a.dtype.kind == "f":
-            # a where cond else 0 (every masked gradient): a * cond is ten times faster than NumPy's
-            # where, and the same unless a holds inf or NaN where cond is False (0 * inf): then where
+        if not exact and b.ndim == 0 and b == 0 and a.shape == cond.shape and a.dtype.kind == "f":
+            # a gradient where cond, else 0: a * cond is ten times faster than NumPy's where and the same
+            # but for 0 * inf = NaN (then where) and the sign of a zero (-0.0 for negative a: a gradient's
+            # zero has no sign that matters; tg.where, whose values do, asks for exact)
             out = a * cond
             return out if not np.isnan(out).any() else np.where(cond, a, b)
         return np.where(cond, a, b)
@@ -260,7 +261,7 @@ class IndexAdd(Function):
     def forward(self, x, shape, index):
         self.index = index
         out = np.zeros(shape, x.dtype)
-        if any(isinstance(i, np.ndarray) for i in index):
+        if any(isinstance(i, np.ndarray) for i in index):  # (Tensor.__getitem__ makes every advanced index one)
             np.add.at(out, index, x)
         else:  # basic indexing never repeats an element, so plain assignment is exact (and fast)
             out[index] = x

@@ -2,6 +2,7 @@
 operators that apply primitives (ops.py), and API.md's composite methods in a few lines each."""
 from __future__ import annotations
 
+import array
 import copy
 import math
 from typing import Any
@@ -151,9 +152,6 @@ class Tensor:
         a = value._data if isinstance(value, Tensor) else value
         if not isinstance(a, np.ndarray) or a.dtype.kind not in "biufc":
             raise TypeError(f"Tensor.data: assign an ndarray of a numeric or bool dtype, got {type(value).__name__}")
-        if self._ctx is not None:
-            raise RuntimeError(f"Tensor.data: this tensor was computed by {self._ctx!r}; replacing its array would "
-                               "change what its graph's backward reads. Use t.detach() or Tensor(t) for your own")
         if self.requires_grad and (a.shape != self.shape or a.dtype != self.dtype):
             raise (ShapeError if a.shape != self.shape else TypeError)(
                 f"Tensor.data: a tensor that requires grad keeps its shape and dtype ({self.shape} {self.dtype}), "
@@ -161,7 +159,11 @@ class Tensor:
         self._replace(a if type(a) is np.ndarray else a.view(np.ndarray))
 
     def _replace(self, a: np.ndarray) -> None:
-        """Give this tensor a new array (the one way any code does): ops that saved the old one check."""
+        """Give this tensor a new array (the one way any code does): ops that saved the old one check.
+        An array an op computed is what its graph's backward reads (exp's reads its output): refused."""
+        if self._ctx is not None:
+            raise RuntimeError(f"Tensor.data: this tensor was computed by {self._ctx!r}; replacing its array would "
+                               "change what its graph's backward reads. Use t.detach() or Tensor(t) for your own")
         self._data = a
         engine._Replaced.count += 1
 
@@ -539,16 +541,18 @@ class Tensor:
         """NumPy indexing: ints, slices, None, ..., bool masks, integer arrays (repeated
         indices accumulate in the gradient)."""
         index = index if isinstance(index, tuple) else (index,)
-        # array indices are copied: GetItem's backward scatters by them, whatever the caller does to theirs
-        index = tuple(np.array(i._data) if isinstance(i, Tensor) else _list_index(i) if isinstance(i, list)
-                      else i.copy() if isinstance(i, np.ndarray) else i for i in index)
+        # every advanced index (an array, a list, a tuple or buffer inside the index) becomes an array of
+        # our own: GetItem's backward scatters by it (repeats accumulate), whatever the caller does to theirs
+        index = tuple(np.array(i._data) if isinstance(i, Tensor) else _list_index(i)
+                      if isinstance(i, (np.ndarray, list, tuple, range, memoryview, array.array))
+                      else i for i in index)
         return GetItem.apply(self, index=index)
 
 
-def _list_index(i: list) -> np.ndarray:
-    """A list index as an array; an empty one selects nothing (np.asarray([]) would be float64)."""
-    a = np.asarray(i)
-    return a.astype(np.intp) if a.size == 0 else a
+def _list_index(i: Any) -> np.ndarray:
+    """An index sequence as an array of our own; an empty one selects nothing (np.array([]) is float64)."""
+    a = np.array(i)
+    return a.astype(np.intp) if a.size == 0 and a.dtype.kind == "f" else a
 
 
 # ----------------------------------------------------------------------------- constructors
@@ -620,7 +624,7 @@ def where(cond: Any, a: Any, b: Any) -> Tensor:
     if c.dtype != np.bool_:
         raise TypeError(f"where: cond must be bool, got {c.dtype}; compare first, e.g. tg.where(x > 0, x, 0)")
     a, b = _operands(a, b)
-    return Where.apply(*a._pair(b), cond=c)
+    return Where.apply(*a._pair(b), cond=c, exact=True)
 
 
 from .engine import AxisError, ShapeError  # noqa: E402

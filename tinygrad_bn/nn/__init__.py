@@ -117,7 +117,7 @@ class Module:
             raise TypeError(f"{type(self).__name__}.to: only floating dtypes are accepted, got {dtype}; "
                             "use e.g. .to(np.float64), or cast a copy of the state_dict to other dtypes")
         for t in [*self.parameters(), *self.buffers()]:
-            if t._data.dtype.kind == "f":
+            if t._data.dtype.kind == "f" and t._data.dtype != dtype:  # (already so: untouched, a graph stays valid)
                 t._replace(t._data.astype(dtype))
                 t.grad = None if t.grad is None else Tensor._wrap(t.grad._data.astype(dtype))
         return self
