@@ -17,10 +17,11 @@ further off than PyTorch's own float32 result is (plus a small floor).
 
 Two deliberate differences, documented in README (Safety) and pinned in tests/test_silent.py:
 - SELECTS: where abs (at 0), max/min (at the other elements), pow (at a base or exponent of 0) and
-  std (of a constant, in second derivatives) send no gradient, tinygrad_bn sends exactly 0 even when the upstream gradient is infinite, as
-  central differences do; PyTorch multiplies its 0 by the inf and gives NaN (also in its second
-  derivatives, from where's dead branch). So in a program using one of them, a NaN of PyTorch's
-  may be a finite value here; a NaN here must still be one in PyTorch.
+  std (of a constant, in second derivatives) send no gradient, tinygrad_bn sends exactly 0 even
+  when the upstream gradient is infinite, as central differences do; PyTorch multiplies its 0 by
+  the inf and gives NaN (also in its second derivatives, from where's dead branch). So in a program
+  using one of them, a NaN of PyTorch's may be a finite value here; a NaN here must still be one
+  in PyTorch.
 - var/std with correction >= n: the forward is inf/nan in both, but PyTorch's backward divides by
   the unclamped n - correction; here the gradient is NaN. Random programs keep correction < n.
 """
