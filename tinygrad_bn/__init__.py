@@ -2,7 +2,8 @@
 from . import engine  # noqa: I001  (first: tensor.py and ops.py build on it)
 from .engine import AxisError, ShapeError, enable_grad, grad, is_grad_enabled, no_grad, scope
 from .guards import AnomalyError, detect_anomaly
-from .tensor import Tensor, from_numpy, manual_seed, maximum, minimum, ones, randn, tensor, where, zeros
+from .tensor import Tensor, maximum, minimum, where
+from .creation import from_numpy, manual_seed, ones, randn, tensor, zeros
 from . import analytic, check, nn, optim, viz
 
 __all__ = ["Tensor", "tensor", "from_numpy", "zeros", "ones", "randn", "maximum", "minimum", "where", "manual_seed",

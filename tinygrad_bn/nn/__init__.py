@@ -8,7 +8,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..engine import ShapeError, current_scope, no_grad, scope
-from ..tensor import DEFAULT_FLOAT, Tensor, default_rng
+from ..creation import default_rng
+from ..tensor import DEFAULT_FLOAT, Tensor
 from . import functional as F
 
 _calls = threading.local()  # depth of nested module calls in this thread
