@@ -1,14 +1,17 @@
 """tg.optim against the update rules of PyTorch's documentation, re-implemented below in plain NumPy
-step by step (float64 to ~1e-15; float32 stays float32); closed-form first steps; per-parameter
-state (a parameter without a gradient is skipped and gets no state); in-place updates; zero_grad;
-bad arguments (exact exception types); convergence on a convex quadratic; and, when PyTorch is
-installed, torch.optim over 25 steps."""
+step by step (float64 to ~1e-15; float32 stays float32), weight decay (coupled, and AdamW's decoupled)
+and Nesterov momentum included; closed-form first steps; per-parameter state (a parameter without a
+gradient is skipped and gets no state); in-place updates; zero_grad; state_dict round trips; bad
+arguments and hyper-parameters (exact exception types, nothing changed); convergence on a convex
+quadratic; and, when PyTorch is installed, torch.optim over 25 steps."""
 import math
 
 import numpy as np
 import pytest
 
 import tinygrad_bn as tg
+
+from conftest import assert_same, both, snap
 
 F64, F32 = np.float64, np.float32
 SHAPES = [(3, 4), (5,), (), (2, 3, 2)]  # parameters of different shapes, a 0-d one among them
@@ -18,28 +21,35 @@ SHAPES = [(3, 4), (5,), (), (2, 3, 2)]  # parameters of different shapes, a 0-d 
 # Each reference step takes theta, g and the state dict of ONE parameter (empty before its first
 # update) and returns the new theta, written exactly as torch.optim's documentation states it.
 
-def ref_sgd(lr, momentum=0.0, weight_decay=0.0):
+def ref_sgd(lr, momentum=0.0, weight_decay=0.0, nesterov=False):
     def step(theta, g, state):
         if weight_decay != 0:
             g = g + weight_decay * theta
         if momentum != 0:
             state["b"] = g if "b" not in state else momentum * state["b"] + g  # dampening 0, b_1 = g_1
-            g = state["b"]
+            g = g + momentum * state["b"] if nesterov else state["b"]
         return theta - lr * g
     return step
 
 
-def ref_rmsprop(lr=1e-2, alpha=0.99, eps=1e-8):
+def ref_rmsprop(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0):
     def step(theta, g, state):
+        if weight_decay != 0:
+            g = g + weight_decay * theta
         state["v"] = alpha * state.get("v", 0.0) + (1 - alpha) * g ** 2  # v_0 = 0
         return theta - lr * g / (np.sqrt(state["v"]) + eps)
     return step
 
 
-def ref_adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+def ref_adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, decoupled=False):
+    """Adam; decoupled=True is AdamW (theta <- theta - lr wd theta first, the gradient left as it is)."""
     b1, b2 = betas
 
     def step(theta, g, state):
+        if decoupled:
+            theta = theta - lr * weight_decay * theta
+        elif weight_decay != 0:
+            g = g + weight_decay * theta
         t = state["t"] = state.get("t", 0) + 1
         state["m"] = b1 * state.get("m", 0.0) + (1 - b1) * g
         state["v"] = b2 * state.get("v", 0.0) + (1 - b2) * g ** 2
@@ -49,6 +59,10 @@ def ref_adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
     return step
 
 
+def ref_adamw(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+    return ref_adam(lr, betas, eps, weight_decay, decoupled=True)
+
+
 # name: (optimizer class, hyper-parameters, reference). eps is made large in places so that its position
 # (outside the square root, after the bias correction) shows in the result.
 CASES = {
@@ -56,10 +70,19 @@ CASES = {
     "SGD momentum": (tg.optim.SGD, {"lr": 0.05, "momentum": 0.9}, ref_sgd),
     "SGD weight_decay": (tg.optim.SGD, {"lr": 0.1, "weight_decay": 0.3}, ref_sgd),
     "SGD momentum + weight_decay": (tg.optim.SGD, {"lr": 0.05, "momentum": 0.8, "weight_decay": 0.1}, ref_sgd),
+    "SGD nesterov": (tg.optim.SGD, {"lr": 0.05, "momentum": 0.9, "nesterov": True}, ref_sgd),
+    "SGD nesterov + weight_decay": (tg.optim.SGD, {"lr": 0.05, "momentum": 0.7, "weight_decay": 0.2,
+                                                   "nesterov": True}, ref_sgd),
     "RMSprop defaults": (tg.optim.RMSprop, {}, ref_rmsprop),
     "RMSprop alpha, eps": (tg.optim.RMSprop, {"lr": 0.03, "alpha": 0.9, "eps": 1e-2}, ref_rmsprop),
+    "RMSprop weight_decay": (tg.optim.RMSprop, {"lr": 0.03, "alpha": 0.9, "weight_decay": 0.5}, ref_rmsprop),
     "Adam defaults": (tg.optim.Adam, {}, ref_adam),
     "Adam betas, eps": (tg.optim.Adam, {"lr": 0.05, "betas": (0.8, 0.95), "eps": 1e-2}, ref_adam),
+    "Adam weight_decay": (tg.optim.Adam, {"lr": 0.05, "betas": (0.8, 0.95), "weight_decay": 0.5}, ref_adam),
+    "AdamW defaults": (tg.optim.AdamW, {}, ref_adamw),
+    "AdamW betas, eps, weight_decay": (tg.optim.AdamW, {"lr": 0.05, "betas": (0.8, 0.95), "eps": 1e-2,
+                                                        "weight_decay": 0.5}, ref_adamw),
+    "AdamW weight_decay 0 is Adam": (tg.optim.AdamW, {"lr": 0.05, "weight_decay": 0.0}, ref_adam),
 }
 
 
@@ -139,12 +162,24 @@ FIRST_STEPS = {  # name: (optimizer, hyper-parameters, closed form of the first 
     # decay is added to the gradient, w (1 - lr wd) - lr g
     "SGD weight_decay": (tg.optim.SGD, {"lr": 0.1, "weight_decay": 0.5},
                          lambda w, g: (w - 0.1 * (g + 0.5 * w), None)),
+    # Nesterov steps along g + momentum b: b = g, so lr (1 + m) g; then b = (1 + m) g, so lr (g + m (1 + m) g)
+    "SGD nesterov": (tg.optim.SGD, {"lr": 0.1, "momentum": 0.9, "nesterov": True},
+                     lambda w, g: (w - 0.1 * 1.9 * g, w - 0.1 * 1.9 * g - 0.1 * (g + 0.9 * 1.9 * g))),
     # v = (1 - alpha) g^2: w - lr g / (sqrt(1 - alpha) |g| + eps)
     "RMSprop": (tg.optim.RMSprop, {"lr": 0.01, "alpha": 0.75, "eps": 0.1},
                 lambda w, g: (w - 0.01 * g / (0.5 * np.abs(g) + 0.1), None)),
     # the bias corrections make the first step lr g / (|g| + eps) whatever the betas
     "Adam": (tg.optim.Adam, {"lr": 0.01, "betas": (0.5, 0.75), "eps": 0.1},
              lambda w, g: (w - 0.01 * g / (np.abs(g) + 0.1), None)),
+    # coupled decay: the same with g + wd w in place of g
+    "Adam weight_decay": (tg.optim.Adam, {"lr": 0.01, "betas": (0.5, 0.75), "eps": 0.1, "weight_decay": 2.0},
+                          lambda w, g: (w - 0.01 * (g + 2 * w) / (np.abs(g + 2 * w) + 0.1), None)),
+    # decoupled decay: w (1 - lr wd), then the step of g alone
+    "AdamW": (tg.optim.AdamW, {"lr": 0.01, "betas": (0.5, 0.75), "eps": 0.1, "weight_decay": 2.0},
+              lambda w, g: (w * (1 - 0.01 * 2) - 0.01 * g / (np.abs(g) + 0.1), None)),
+    # v = (1 - alpha) g'^2 for g' = g + wd w
+    "RMSprop weight_decay": (tg.optim.RMSprop, {"lr": 0.01, "alpha": 0.75, "eps": 0.1, "weight_decay": 2.0},
+                             lambda w, g: (w - 0.01 * (g + 2 * w) / (0.5 * np.abs(g + 2 * w) + 0.1), None)),
 }
 
 
@@ -172,6 +207,21 @@ def test_adam_step_size_is_about_lr_whatever_the_gradient_scale(rng):
         p.grad = tg.Tensor(g)
         tg.optim.Adam([p], lr=0.01, eps=1e-12).step()
         np.testing.assert_allclose(p.data, -0.01 * np.sign(g), rtol=1e-5)
+
+
+def test_adamw_decay_is_decoupled_from_the_gradient_scaling(rng):
+    """With a zero gradient, AdamW only shrinks w by (1 - lr wd) per step (the Adam part is 0 / (0 + eps)),
+    while Adam's L2 decay goes through the moments and moves each entry by about lr, like a gradient."""
+    w0 = rng.uniform(1.0, 3.0, 5) * rng.choice([-1.0, 1.0], 5)
+    lr, wd = 0.01, 0.1
+    pw, pa = tg.Tensor(w0.copy(), requires_grad=True), tg.Tensor(w0.copy(), requires_grad=True)
+    adamw, adam = tg.optim.AdamW([pw], lr=lr, weight_decay=wd), tg.optim.Adam([pa], lr=lr, weight_decay=wd)
+    for k in range(1, 4):
+        pw.grad, pa.grad = tg.Tensor(np.zeros(5)), tg.Tensor(np.zeros(5))
+        adamw.step()
+        adam.step()
+        np.testing.assert_allclose(pw.data, w0 * (1 - lr * wd) ** k, rtol=1e-15)
+        np.testing.assert_allclose(pa.data, w0 - k * lr * np.sign(w0), rtol=0, atol=1e-3 * lr)
 
 
 # ----------------------------------------------------------------------------- state and bookkeeping
@@ -231,7 +281,7 @@ def test_updates_are_in_place(name, rng):
     assert not np.array_equal(row, before) and np.array_equal(row, p.data[1])
 
 
-@pytest.mark.parametrize("cls", [tg.optim.SGD, tg.optim.RMSprop, tg.optim.Adam])
+@pytest.mark.parametrize("cls", [tg.optim.SGD, tg.optim.RMSprop, tg.optim.Adam, tg.optim.AdamW])
 def test_zero_grad_sets_grads_to_none_and_a_step_then_changes_nothing(cls, rng):
     w = tg.Tensor(rng.standard_normal((4, 3)), requires_grad=True)
     b = tg.Tensor(rng.standard_normal(3), requires_grad=True)
@@ -255,10 +305,34 @@ def test_zero_grad_sets_grads_to_none_and_a_step_then_changes_nothing(cls, rng):
 def test_lr_zero_is_allowed_and_changes_nothing(rng):
     p = tg.Tensor(rng.standard_normal(4), requires_grad=True)
     before = p.data.copy()
-    for opt in [tg.optim.SGD([p], lr=0.0, momentum=0.9), tg.optim.RMSprop([p], lr=0.0), tg.optim.Adam([p], lr=0.0)]:
+    for opt in [tg.optim.SGD([p], lr=0.0, momentum=0.9, weight_decay=0.1, nesterov=True),
+                tg.optim.RMSprop([p], lr=0.0, weight_decay=0.1), tg.optim.Adam([p], lr=0.0, weight_decay=0.1),
+                tg.optim.AdamW([p], lr=0.0, weight_decay=0.1)]:
         p.grad = tg.Tensor(rng.standard_normal(4))
         opt.step()
     np.testing.assert_array_equal(p.data, before)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_state_dict_round_trip_continues_identically(name, rng):
+    """Three steps, then state_dict() loaded into an optimizer built with other hyper-parameters (on copies
+    of the parameters): it takes the saved hyper-parameters and moments, and the next steps are equal."""
+    cls, hyper, _ = CASES[name]
+    params = make_params(rng, F64)
+    opt = cls(params, **hyper)
+    schedule = grad_schedule(rng, SHAPES, 6, F64)
+    run_ours(opt, params, schedule[:3])
+    sd = opt.state_dict()
+    group = sd["param_groups"][0]
+    assert set(group) == {"lr", "params", *cls.hyper} and {"lr", "weight_decay"} <= set(group)
+    clone = [tg.Tensor(p.data.copy(), requires_grad=True) for p in params]
+    other = cls(clone, lr=0.5)
+    other.load_state_dict(sd)
+    assert other.state_dict()["param_groups"] == sd["param_groups"]
+    run_ours(opt, params, schedule[3:])
+    run_ours(other, clone, schedule[3:])
+    for p, q in zip(params, clone):
+        np.testing.assert_array_equal(p.data, q.data)
 
 
 # ------------------------------------------------------------------------------------- bad input
@@ -279,7 +353,7 @@ BAD = {  # name: (params factory, lr, exception type, message pattern)
 }
 
 
-@pytest.mark.parametrize("cls", [tg.optim.SGD, tg.optim.RMSprop, tg.optim.Adam])
+@pytest.mark.parametrize("cls", [tg.optim.SGD, tg.optim.RMSprop, tg.optim.Adam, tg.optim.AdamW])
 @pytest.mark.parametrize("name", BAD)
 def test_bad_arguments_are_clear_errors(name, cls):
     params, lr, exc, pattern = BAD[name]
@@ -287,6 +361,60 @@ def test_bad_arguments_are_clear_errors(name, cls):
         cls(params(), lr=lr)
     assert type(info.value) is exc
     assert cls.__name__ in str(info.value)
+
+
+HYPER_BAD = [  # (optimizer, hyper-parameters, exception, words of the message); torch raises ValueError for each
+    # ValueError case (test_torch_rejects_the_same_hyper_parameters) but nan, which torch's SGD lets through
+    (tg.optim.SGD, {"lr": 0.1, "weight_decay": -0.1}, ValueError, "weight_decay -0.1"),
+    (tg.optim.SGD, {"lr": 0.1, "weight_decay": float("nan")}, ValueError, "weight_decay nan"),
+    (tg.optim.SGD, {"lr": 0.1, "momentum": -0.5}, ValueError, "momentum -0.5"),
+    (tg.optim.SGD, {"lr": 0.1, "momentum": 0.0, "nesterov": True}, ValueError, "Nesterov momentum requires a momentum"),
+    (tg.optim.SGD, {"lr": 0.1, "momentum": 0.9, "nesterov": "yes"}, TypeError, "nesterov must be a bool"),
+    (tg.optim.SGD, {"lr": 0.1, "weight_decay": "0.1"}, TypeError, "weight_decay must be a number"),
+    (tg.optim.RMSprop, {"lr": -1.0}, ValueError, "learning rate -1.0"),
+    (tg.optim.RMSprop, {"lr": 0.1, "weight_decay": -1.0}, ValueError, "weight_decay -1.0"),
+    (tg.optim.RMSprop, {"lr": 0.1, "alpha": -0.5}, ValueError, "alpha -0.5"),
+    (tg.optim.RMSprop, {"lr": 0.1, "eps": -1e-8}, ValueError, "eps -1e-08"),
+    (tg.optim.Adam, {"lr": 0.1, "weight_decay": -1.0}, ValueError, "weight_decay -1.0"),
+    (tg.optim.Adam, {"lr": 0.1, "eps": -1.0}, ValueError, "eps -1.0"),
+    (tg.optim.Adam, {"lr": 0.1, "betas": (1.0, 0.999)}, ValueError, "betas must be in [0, 1)"),
+    (tg.optim.Adam, {"lr": 0.1, "betas": (0.9, 1.0)}, ValueError, "betas must be in [0, 1)"),
+    (tg.optim.Adam, {"lr": 0.1, "betas": (-0.1, 0.999)}, ValueError, "beta1 -0.1"),
+    (tg.optim.Adam, {"lr": 0.1, "betas": 0.9}, TypeError, "betas must be a pair"),
+    (tg.optim.AdamW, {"lr": -0.1}, ValueError, "learning rate -0.1"),
+    (tg.optim.AdamW, {"lr": 0.1, "weight_decay": -0.01}, ValueError, "weight_decay -0.01"),
+    (tg.optim.AdamW, {"lr": 0.1, "eps": -1.0}, ValueError, "eps -1.0"),
+    (tg.optim.AdamW, {"lr": 0.1, "betas": (0.9, 1.5)}, ValueError, "betas must be in [0, 1)"),
+    (tg.optim.AdamW, {"lr": 0.1, "betas": (0.9, 0.99, 0.9)}, TypeError, "betas must be a pair"),
+]
+HYPER_IDS = [f"{c.__name__} {kw}" for c, kw, _, _ in HYPER_BAD]
+
+
+def stepped(cls, rng):
+    """Two parameters after three steps of a valid optimizer of class cls (moments and step counts exist),
+    each with a fresh .grad."""
+    params = make_params(rng, F64, [(3,), (2, 2)])
+    opt = cls(params, lr=0.1, **({"momentum": 0.9} if cls is tg.optim.SGD else {}))
+    run_ours(opt, params, grad_schedule(rng, [(3,), (2, 2)], 3, F64, skip=False))
+    return params, opt
+
+
+@pytest.mark.parametrize("case", HYPER_BAD, ids=HYPER_IDS)
+def test_bad_hyper_parameters_raise_and_change_nothing(case, rng):
+    """In the constructor, and in load_state_dict (the same values in param_groups): an error of PyTorch's
+    type naming the optimizer and the value; parameters, .grad, hyper-parameters and moments unchanged."""
+    cls, hyper, exc, words = case
+    params, opt = stepped(cls, rng)
+    before = snap(opt)
+    with pytest.raises(exc, match=both(cls.__name__, words)) as info:
+        cls(params, **hyper)
+    assert type(info.value) is exc
+    sd = opt.state_dict()
+    sd["param_groups"][0].update(hyper)
+    with pytest.raises(exc, match=both(f"{cls.__name__}.load_state_dict", words)) as info:
+        opt.load_state_dict(sd)
+    assert type(info.value) is exc
+    assert_same(snap(opt), before)
 
 
 def test_a_non_leaf_tensor_is_rejected():
@@ -345,11 +473,18 @@ def torch():
 TORCH = {  # name: (our optimizer, its torch counterpart, hyper-parameters)
     "SGD": ("SGD", {"lr": 0.1}),
     "SGD momentum": ("SGD", {"lr": 0.05, "momentum": 0.9}),
+    "SGD weight_decay": ("SGD", {"lr": 0.1, "weight_decay": 0.3}),
     "SGD momentum + weight_decay": ("SGD", {"lr": 0.05, "momentum": 0.8, "weight_decay": 0.1}),
+    "SGD nesterov": ("SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True}),
+    "SGD nesterov + weight_decay": ("SGD", {"lr": 0.05, "momentum": 0.7, "weight_decay": 0.2, "nesterov": True}),
     "RMSprop defaults": ("RMSprop", {}),
     "RMSprop alpha, eps": ("RMSprop", {"lr": 0.03, "alpha": 0.9, "eps": 1e-2}),
+    "RMSprop weight_decay": ("RMSprop", {"lr": 0.03, "alpha": 0.9, "weight_decay": 0.5}),
     "Adam defaults": ("Adam", {}),
     "Adam betas, eps": ("Adam", {"lr": 0.05, "betas": (0.8, 0.95), "eps": 1e-2}),
+    "Adam weight_decay": ("Adam", {"lr": 0.05, "betas": (0.8, 0.95), "weight_decay": 0.5}),
+    "AdamW defaults": ("AdamW", {}),
+    "AdamW betas, eps, weight_decay": ("AdamW", {"lr": 0.05, "betas": (0.8, 0.95), "eps": 1e-2, "weight_decay": 0.5}),
 }
 
 
@@ -363,6 +498,8 @@ def test_matches_torch_optim_over_25_steps(name, dtype, torch, rng):
     theirs = [torch.tensor(p.data.copy(), requires_grad=True) for p in ours]
     opt_o = getattr(tg.optim, cls_name)(ours, **hyper)
     opt_t = getattr(torch.optim, cls_name)(theirs, **hyper)
+    for k, v in opt_o.state_dict()["param_groups"][0].items():  # the same names and defaults as torch's
+        assert k == "params" or opt_t.param_groups[0][k] == v, k
     tol = 16 * np.finfo(dtype).eps
     for k, row in enumerate(grad_schedule(rng, SHAPES, 25, dtype)):
         for p, q, g in zip(ours, theirs, row):
@@ -375,3 +512,13 @@ def test_matches_torch_optim_over_25_steps(name, dtype, torch, rng):
             assert p.data.dtype == t.dtype
             assert rel_err(p.data, t.astype(F64)) <= tol, (k, i, rel_err(p.data, t.astype(F64)))
 
+
+
+TORCH_REJECTS = [(i, c) for i, c in zip(HYPER_IDS, HYPER_BAD) if c[2] is ValueError and "nan" not in c[3]]
+
+
+@pytest.mark.parametrize("case", [c for _, c in TORCH_REJECTS], ids=[i for i, _ in TORCH_REJECTS])
+def test_torch_rejects_the_same_hyper_parameters(case, torch):
+    cls, hyper, _, _ = case
+    with pytest.raises(ValueError):
+        getattr(torch.optim, cls.__name__)([torch.zeros(3, requires_grad=True)], **hyper)

@@ -1,6 +1,7 @@
 """Optimizers (SEED.md section 2: gamma and beta are updated like W, by gradient descent, momentum,
-RMSprop or Adam). Each update is PyTorch's, written out; parameters are updated in place, and a
-parameter without a gradient is skipped, as PyTorch does."""
+RMSprop or Adam; AdamW as well). Each update is PyTorch's, written out; parameters are updated in
+place, and a parameter without a gradient is skipped, as PyTorch does. weight_decay is PyTorch's: an
+L2 term added to the gradient (g + wd w) everywhere but AdamW, whose decay is decoupled."""
 from __future__ import annotations
 
 import math
@@ -23,7 +24,7 @@ def _check_hyper(optimizer: str, **values: float) -> None:
 
 
 class Optimizer:
-    def __init__(self, params: Iterable[Tensor], lr: float):
+    def __init__(self, params: Iterable[Tensor], lr: float, weight_decay: float = 0.0):
         name = type(self).__name__
         if isinstance(params, Tensor) or hasattr(params, "parameters"):
             raise TypeError(f"{name} takes an iterable of Tensors (e.g. model.parameters() or [w]), "
@@ -42,8 +43,8 @@ class Optimizer:
             if not p.is_leaf:
                 raise ValueError(f"{type(self).__name__}: parameter {i} {p.shape} is not a leaf (it was computed "
                                  "from other tensors); optimize the leaves it came from")
-        _check_hyper(name, **{"learning rate": lr})
-        self.lr = lr
+        _check_hyper(name, **{"learning rate": lr, "weight_decay": weight_decay})
+        self.lr, self.weight_decay = lr, weight_decay
         self.state: dict[int, dict] = {}  # per parameter index: its moving averages
 
     def zero_grad(self) -> None:
@@ -68,7 +69,12 @@ class Optimizer:
                                 f"cast the gradient, e.g. p.grad = p.grad.cast(p.dtype)")
         for i, p in enumerate(self.params):
             if p.grad is not None:
-                self._update(p.writable_data(), p.grad._data, self.state.setdefault(i, {}))
+                w = p.writable_data()
+                self._update(w, self._decay(w, p.grad._data), self.state.setdefault(i, {}))
+
+    def _decay(self, w: np.ndarray, g: np.ndarray) -> np.ndarray:
+        """PyTorch's (coupled) weight decay, the gradient of wd |w|^2 / 2 added to the loss's: g + wd w."""
+        return g + self.weight_decay * w if self.weight_decay else g
 
     def _update(self, w: np.ndarray, g: np.ndarray, state: dict[str, np.ndarray]) -> None:
         raise NotImplementedError
@@ -108,7 +114,7 @@ class Optimizer:
         if set(group) != want:
             raise ValueError(f"{name}: param_groups[0] has keys {sorted(group)}, expected {sorted(want)}")
         try:  # a throwaway optimizer built from the loaded values runs the constructor's checks of each of them
-            type(self)([Tensor(np.zeros(1), requires_grad=True)], **group)
+            probe = type(self)([Tensor(np.zeros(1), requires_grad=True)], **group)
         except (TypeError, ValueError) as e:
             raise type(e)(f"{name}: param_groups[0]: {e}") from None
         if not isinstance(saved, dict):
@@ -134,38 +140,44 @@ class Optimizer:
                                f"{p.shape}, got {a.dtype} {a.shape}")
                 new[int(i)][k] = a.astype(p.dtype, copy=True)
         self.state = new
-        for k, v in group.items():
-            setattr(self, k, v)
+        for k in group:  # the values as the constructor stored them (betas a tuple of floats, nesterov a bool)
+            setattr(self, k, getattr(probe, k))
 
 
 class SGD(Optimizer):
-    """v = momentum v + g (v = g at the first step); w -= lr v. momentum=0: w -= lr g."""
-    hyper, state_keys = ("momentum", "weight_decay"), ("v",)
+    """v = momentum v + g (v = g at the first step; dampening 0); w -= lr v, or with nesterov
+    w -= lr (g + momentum v). momentum=0: w -= lr g."""
+    hyper, state_keys = ("momentum", "weight_decay", "nesterov"), ("v",)
 
-    def __init__(self, params: Iterable[Tensor], lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
-        super().__init__(params, lr)
-        _check_hyper("SGD", momentum=momentum, weight_decay=weight_decay)
-        self.momentum, self.weight_decay = momentum, weight_decay
+    def __init__(self, params: Iterable[Tensor], lr: float, momentum: float = 0.0, weight_decay: float = 0.0,
+                 nesterov: bool = False):
+        super().__init__(params, lr, weight_decay)
+        _check_hyper("SGD", momentum=momentum)
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise TypeError(f"SGD: nesterov must be a bool, got {nesterov!r}")
+        if nesterov and not momentum > 0:  # PyTorch's rule (our dampening is always 0)
+            raise ValueError(f"SGD: Nesterov momentum requires a momentum > 0 and zero dampening, "
+                             f"got momentum {momentum}")
+        self.momentum, self.nesterov = momentum, bool(nesterov)
 
     def _update(self, w, g, state):
-        if self.weight_decay:
-            g = g + self.weight_decay * w
         if self.momentum:
             if "v" not in state:
                 state["v"] = g.copy()
             else:
                 state["v"] *= self.momentum
                 state["v"] += g
-            g = state["v"]
+            g = g + self.momentum * state["v"] if self.nesterov else state["v"]
         w -= self.lr * g
 
 
 class RMSprop(Optimizer):
     """s = alpha s + (1 - alpha) g^2 (s starts at 0); w -= lr g / (sqrt(s) + eps)."""
-    hyper, state_keys = ("alpha", "eps"), ("s",)
+    hyper, state_keys = ("alpha", "eps", "weight_decay"), ("s",)
 
-    def __init__(self, params: Iterable[Tensor], lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8):
-        super().__init__(params, lr)
+    def __init__(self, params: Iterable[Tensor], lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0.0):
+        super().__init__(params, lr, weight_decay)
         _check_hyper("RMSprop", alpha=alpha, eps=eps)
         self.alpha, self.eps = alpha, eps
 
@@ -180,15 +192,18 @@ class Adam(Optimizer):
     """m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2; with bias corrections c1 = 1 - b1^t,
     c2 = 1 - b2^t: w -= (lr / c1) m / (sqrt(v) / sqrt(c2) + eps), PyTorch's arrangement of
     w -= lr m_hat / (sqrt(v_hat) + eps)."""
-    hyper, state_keys = ("betas", "eps"), ("m", "v", "t")
+    hyper, state_keys = ("betas", "eps", "weight_decay"), ("m", "v", "t")
 
     def __init__(self, params: Iterable[Tensor], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-                 eps: float = 1e-8):
-        super().__init__(params, lr)
-        _check_hyper("Adam", eps=eps, beta1=betas[0], beta2=betas[1])
+                 eps: float = 1e-8, weight_decay: float = 0.0):
+        super().__init__(params, lr, weight_decay)
+        name = type(self).__name__
+        if not (isinstance(betas, (tuple, list)) and len(betas) == 2):
+            raise TypeError(f"{name}: betas must be a pair (beta1, beta2), got {betas!r}")
+        _check_hyper(name, eps=eps, beta1=betas[0], beta2=betas[1])
         if not (betas[0] < 1 and betas[1] < 1):
-            raise ValueError(f"Adam: betas must be in [0, 1), got {betas}")
-        self.betas, self.eps = betas, eps
+            raise ValueError(f"{name}: betas must be in [0, 1), got {tuple(betas)}")
+        self.betas, self.eps = (float(betas[0]), float(betas[1])), eps
 
     def _update(self, w, g, state):
         b1, b2 = self.betas
@@ -200,3 +215,16 @@ class Adam(Optimizer):
         v += (1 - b2) * g * g
         denom = np.sqrt(v) / math.sqrt(1 - b2 ** t) + self.eps  # Python floats keep w's dtype
         w -= (self.lr / (1 - b1 ** t)) * m / denom
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (torch.optim.AdamW): w *= 1 - lr wd, then Adam's update of w
+    with the gradient as it is (no L2 term added to it)."""
+
+    def __init__(self, params: Iterable[Tensor], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 1e-2):
+        super().__init__(params, lr, betas, eps, weight_decay)
+
+    def _decay(self, w: np.ndarray, g: np.ndarray) -> np.ndarray:
+        w *= 1 - self.lr * self.weight_decay
+        return g
