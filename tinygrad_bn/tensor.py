@@ -379,6 +379,14 @@ class Tensor:
     def minimum(self, x: Any) -> Tensor: return Minimum.apply(*self._pair(x))
     def square(self) -> Tensor: return self * self
 
+    def clip(self, min: Any = None, max: Any = None) -> Tensor:
+        """self bounded below by min and above by max (numbers or tensors, broadcasting), as torch.clamp; with
+        min > max every element is max. maximum then minimum: at a bound a tie splits the gradient evenly."""
+        if min is None and max is None:
+            raise ValueError("clip: at least one of min and max must not be None")
+        x = self if min is None else self.maximum(min)
+        return x if max is None else x.minimum(max)
+
     def cast(self, dtype: Any) -> Tensor:
         """This tensor as `dtype` (itself if it already is); the gradient is cast back."""
         dtype = np.dtype(dtype)
