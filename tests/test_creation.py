@@ -267,17 +267,20 @@ def test_clip_tensor_bounds_gradcheck(rng):
     np.testing.assert_array_equal(out.data, np.minimum(np.maximum(x.data, lo.data), hi.data))
 
 
-def test_clip_ties_at_the_bounds_split_the_gradient():
-    """A tie at a bound behaves as tg.maximum / tg.minimum: x and the bound share the gradient (1/2 each).
-    PyTorch's clamp differs here: it gives x the whole gradient for min <= x <= max (see the torch test)."""
-    x = tg.Tensor([0.0, 1.0, 1.5, 2.0, 3.0], dtype=np.float64, requires_grad=True)
+def test_clip_gradients_at_ties_nan_and_crossed_bounds_are_pytorchs():
+    """As torch.clamp: x keeps the whole gradient at a tie with a bound (unlike tg.maximum, which splits
+    it), a bound gets it only where it wins, NaN stays NaN with gradient 0, and min > max gives max."""
+    x = tg.Tensor([0.0, 1.0, 1.5, 2.0, 3.0, math.nan], dtype=np.float64, requires_grad=True)
     lo, hi = (tg.Tensor(v, dtype=np.float64, requires_grad=True) for v in (1.0, 2.0))
-    x.clip(lo, hi).sum().backward()
-    x_ref = tg.Tensor(x.data, requires_grad=True)
-    tg.minimum(tg.maximum(x_ref, 1.0), 2.0).sum().backward()
-    np.testing.assert_array_equal(x.grad.data, x_ref.grad.data)
-    np.testing.assert_array_equal(x.grad.data, [0.0, 0.5, 1.0, 0.5, 0.0])
-    assert lo.grad.item() == 1.5 and hi.grad.item() == 1.5  # 1 (below) + 1/2 (tie); 1 (above) + 1/2 (tie)
+    y = x.clip(lo, hi)
+    np.testing.assert_array_equal(y.data, [1.0, 1.0, 1.5, 2.0, 2.0, math.nan])
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.data, [0.0, 1.0, 1.0, 1.0, 0.0, 0.0])
+    assert lo.grad.item() == 1.0 and hi.grad.item() == 1.0
+    x2 = tg.Tensor([5.0, 3.0], dtype=np.float64, requires_grad=True)
+    lo2, hi2 = (tg.Tensor(v, dtype=np.float64, requires_grad=True) for v in (6.0, 4.0))
+    x2.clip(lo2, hi2).sum().backward()
+    assert x2.grad.data.tolist() == [0.0, 0.0] and lo2.grad.item() == 0.0 and hi2.grad.item() == 2.0
 
 
 def test_clip_dtypes_and_nan():
@@ -351,16 +354,15 @@ def test_torch_parity_clip(rng):
         assert str(tg.tensor(v).clip(lo).dtype) == str(torch.tensor(v).clamp(lo).dtype).removeprefix("torch.")
 
 
-def test_torch_clamp_tie_difference():
-    """The documented difference: at a bound PyTorch's clamp passes the whole gradient to x, tg.clip half."""
+def test_torch_clamp_ties_and_nan():
     torch = pytest.importorskip("torch")
-    x = torch.tensor([0.0, 1.0, 1.5, 2.0, 3.0], requires_grad=True)
-    x.clamp(1.0, 2.0).sum().backward()
-    ours = tg.Tensor(x.detach().numpy(), requires_grad=True)
-    ours.clip(1.0, 2.0).sum().backward()
-    ties = np.array([False, True, False, True, False])
-    np.testing.assert_array_equal(x.grad.numpy()[~ties], ours.grad.data[~ties])
-    np.testing.assert_array_equal(x.grad.numpy()[ties], 2 * ours.grad.data[ties])  # 1 there, 1/2 here
+    x = torch.tensor([0.0, 1.0, 1.5, 2.0, 3.0, math.nan], requires_grad=True)
+    lo, hi = torch.tensor(1.0, requires_grad=True), torch.tensor(2.0, requires_grad=True)
+    torch.clamp(x, lo, hi).sum().backward()
+    ours, olo, ohi = (tg.Tensor(t.detach().numpy(), requires_grad=True) for t in (x, lo, hi))
+    ours.clip(olo, ohi).sum().backward()
+    np.testing.assert_array_equal(ours.grad.data, x.grad.numpy())
+    assert olo.grad.item() == lo.grad.item() and ohi.grad.item() == hi.grad.item()
 
 
 def test_torch_multinomial_zero_weights_order():

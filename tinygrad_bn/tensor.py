@@ -380,12 +380,15 @@ class Tensor:
     def square(self) -> Tensor: return self * self
 
     def clip(self, min: Any = None, max: Any = None) -> Tensor:
-        """self bounded below by min and above by max (numbers or tensors, broadcasting), as torch.clamp; with
-        min > max every element is max. maximum then minimum: at a bound a tie splits the gradient evenly."""
+        """self bounded below by min and above by max (numbers or tensors, broadcasting), as torch.clamp:
+        x keeps its whole gradient where min <= x <= max (ties too), a bound gets it where it wins, with
+        min > max every element is max, and NaN stays NaN with gradient 0."""
         if min is None and max is None:
             raise ValueError("clip: at least one of min and max must not be None")
-        x = self if min is None else self.maximum(min)
-        return x if max is None else x.minimum(max)
+        x = self if min is None else where(~(self >= min)._data, min, self)  # (a NaN bound wins, as PyTorch)
+        x = x if max is None else where(~(x <= max)._data, max, x)
+        nan = np.isnan(self._data) if self._data.dtype.kind == "f" else None
+        return x if nan is None or not nan.any() else where(nan, math.nan, x)
 
     def cast(self, dtype: Any) -> Tensor:
         """This tensor as `dtype` (itself if it already is); the gradient is cast back."""
