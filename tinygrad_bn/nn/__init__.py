@@ -1,6 +1,7 @@
 """Modules: they hold parameters and state (running statistics) and call nn.functional."""
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator
 from typing import Any, NamedTuple
@@ -9,7 +10,7 @@ import numpy as np
 
 from ..engine import ShapeError, current_scope, no_grad, scope
 from ..creation import default_rng
-from ..tensor import DEFAULT_FLOAT, Tensor
+from ..tensor import DEFAULT_FLOAT, Tensor, _axes
 from . import functional as F
 
 _calls = threading.local()  # depth of nested module calls in this thread
@@ -337,6 +338,47 @@ class CrossEntropyLoss(Module):
         return F.cross_entropy(logits, target, self.reduction)
 
 
+class Tanh(Module):
+    """tanh element-wise, any shape (integer input gives float32)."""
+    def forward(self, x: Tensor) -> Tensor:
+        return x.tanh()
+
+
+class Sigmoid(Module):
+    """1 / (1 + exp(-x)) element-wise, any shape (integer input gives float32)."""
+    def forward(self, x: Tensor) -> Tensor:
+        return x.sigmoid()
+
+
+class Flatten(Module):
+    """Merge axes start_axis..end_axis into one: (N, C, H, W) -> (N, C*H*W) by default (PyTorch's
+    start_dim=1, so the batch axis stays)."""
+    def __init__(self, start_axis: int = 1, end_axis: int = -1):
+        self.start_axis, self.end_axis = start_axis, end_axis
+
+    def forward(self, x: Tensor) -> Tensor:
+        # a 0-d tensor takes axis 0 / -1 as if it were 1-D (PyTorch); range and type errors name the axis
+        s, e = (_axes(a, max(x.ndim, 1), "Flatten")[0] for a in (self.start_axis, self.end_axis))
+        if s > e:
+            raise ShapeError(f"Flatten: start_axis={self.start_axis} comes after end_axis={self.end_axis} "
+                             f"for input {x.shape}")
+        # the merged size as a product, not -1: an empty batch (0, C, H) has no size to infer from
+        return x.reshape(x.shape[:s] + (math.prod(x.shape[s:e + 1]),) + x.shape[e + 1:])
+
+    def extra_repr(self) -> str:
+        return f"start_axis={self.start_axis}, end_axis={self.end_axis}"
+
+
+class MSELoss(Module):
+    """F.mse_loss as a module: loss(input, target), reduction "mean" | "sum" | "none"."""
+    def __init__(self, reduction: str = "mean"):
+        F._check_reduction("MSELoss", reduction)  # at once (PyTorch only checks it on the first call)
+        self.reduction = reduction
+
+    def forward(self, input: Tensor, target: Any) -> Tensor:
+        return F.mse_loss(input, target, self.reduction)
+
+
 __all__ = ["Module", "Parameter", "Linear", "ReLU", "Dropout", "Sequential", "BatchNorm1d", "BatchNorm2d", "LayerNorm",
-           "CrossEntropyLoss", "functional"]
+           "CrossEntropyLoss", "Tanh", "Sigmoid", "Flatten", "MSELoss", "functional"]
 functional = F

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import operator
+import warnings
 from typing import Any
 
 import numpy as np
@@ -248,5 +249,50 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tenso
         return losses.sum() if reduction == "sum" else losses.mean()
 
 
+def _check_reduction(fn: str, reduction: Any) -> None:
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"{fn}: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
+    """(input - target)^2 per element, then its mean | sum | itself ("none", input's shape).
+    target (a Tensor or an ndarray, gradients flow to a Tensor target too) should have input's
+    shape; another shape broadcasts against it with a UserWarning, as in PyTorch."""
+    _need_tensor("mse_loss", input=input)
+    _check_reduction("mse_loss", reduction)
+    target = target if isinstance(target, Tensor) else Tensor(np.asarray(target))
+    if target.shape != input.shape:
+        warnings.warn(f"mse_loss: target shape {target.shape} differs from input shape {input.shape}; they "
+                      "broadcast, which is likely wrong: make the shapes equal", UserWarning, stacklevel=2)
+    diff = input - target  # (shapes that cannot broadcast: the ShapeError of the subtraction)
+    if diff.dtype.kind != "f":  # PyTorch has no integer kernel either
+        raise NotImplementedError(f"mse_loss: input {input.dtype} and target {target.dtype}: one of them must be "
+                                  "floating, e.g. input.float()")
+    losses = diff.square()
+    if reduction == "none":
+        return losses
+    return losses.sum() if reduction == "sum" else losses.mean()
+
+
+def one_hot(labels: Any, num_classes: int = -1) -> Tensor:
+    """labels (...) of class indices in [0, num_classes) -> int64 (..., num_classes) with a 1 at each
+    label; num_classes=-1 takes max(labels) + 1. An integer tensor: outside the graph, no gradient."""
+    t = labels._data if isinstance(labels, Tensor) else np.asarray(labels)
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"one_hot: labels must be integers, got dtype {t.dtype}")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)):
+        raise TypeError(f"one_hot: num_classes must be an int, got {type(num_classes).__name__} {num_classes!r}")
+    if num_classes == -1 and t.size == 0:
+        raise RuntimeError("one_hot: cannot infer the number of classes from empty labels; pass num_classes")
+    if num_classes != -1 and num_classes < 1:
+        raise RuntimeError(f"one_hot: num_classes must be -1 (max label + 1) or positive, got {num_classes}")
+    n = int(t.max()) + 1 if num_classes == -1 else int(num_classes)
+    for bad, what in ((t < 0, "must be non-negative"), (t >= n, f"must be smaller than num_classes={n}")):
+        if bad.any():
+            raise RuntimeError(f"one_hot: class values {what}, got label {t[bad].flat[0]} "
+                               f"(at index {tuple(int(i) for i in np.argwhere(bad)[0])})")
+    return Tensor((t[..., None] == np.arange(n)).astype(np.int64))
+
+
 __all__ = ["batch_norm", "layer_norm", "softmax", "log_softmax", "relu", "linear", "cross_entropy", "standardize",
-           "STAGES"]
+           "STAGES", "mse_loss", "one_hot"]
