@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import array
 import copy
+import functools
 import math
+import operator
 from typing import Any
 from collections.abc import Iterator, Sequence
 
@@ -433,6 +435,19 @@ class Tensor:
         return Sum.apply(self, axis=_axes(axis, self.ndim, "sum"), keepdims=keepdims,
                          dtype=None if dtype is None else np.dtype(dtype))
 
+    def prod(self, axis: Any = None, keepdims: bool = False) -> Tensor:
+        """Product over `axis` as a tree of pairwise Muls of halves (log2 n levels): the gradient is
+        exact with zeros (one zero: the product of the others; two: 0) and differentiable again,
+        unlike exp(sum(log x)). Integer and bool tensors multiply in int64, as PyTorch."""
+        axes = _axes(axis, self.ndim, "prod")
+        rest = [d for d in range(self.ndim) if d not in axes]
+        x = self.cast(np.int64) if self._data.dtype.kind in "biu" else self
+        x = x.transpose(*rest, *axes).reshape(*(self.shape[d] for d in rest), math.prod(self.shape[d] for d in axes))
+        while (n := x.shape[-1]) != 1:  # a factor 1 changes no product: it pads an odd (or empty) length
+            x = x.pad([(0, 0)] * (x.ndim - 1) + [(0, 1)], value=1) if n % 2 or not n else \
+                x[..., :n // 2] * x[..., n // 2:]
+        return x.reshape(tuple(1 if d in axes else n for d, n in enumerate(self.shape)) if keepdims else x.shape[:-1])
+
     def max(self, axis: Any = None, keepdims: bool = False) -> Tensor:
         """Values only (as NumPy); tied maxima share the gradient evenly."""
         return Max.apply(self, axis=_axes(axis, self.ndim, "max"), keepdims=keepdims)
@@ -548,6 +563,51 @@ class Tensor:
         axis = _axes(axis, self.ndim + 1, "unsqueeze")[0]
         return self.reshape(self.shape[:axis] + (1,) + self.shape[axis:])
 
+    def pad(self, pad_width: Any, value: Any = 0.0) -> Tensor:
+        """(n0, n1, ...) -> (b0 + n0 + a0, b1 + n1 + a1, ...) as np.pad's constant mode: pad_width is an
+        int, one (before, after) pair, or a pair per axis. self is added into zeros at a tuple of slices
+        (IndexAdd, the adjoint of slicing), and `value`, cast to self's dtype, is selected outside."""
+        w = np.asarray(pad_width)
+        if w.size and w.dtype.kind not in "iu":
+            raise TypeError(f"pad: pad_width must hold ints, got {pad_width!r}")
+        if w.size and w.min() < 0:
+            raise ValueError(f"pad: pad_width {pad_width!r} has a negative width (as NumPy refuses); slice to crop")
+        try:
+            w = np.broadcast_to(w, (self.ndim, 2)).tolist()
+        except ValueError:
+            raise ShapeError(f"pad: pad_width {pad_width!r} does not fit shape {self.shape}; give an int, "
+                             f"one (before, after) pair or {self.ndim} pairs") from None
+        inner = tuple(slice(b, b + n) for n, (b, _) in zip(self.shape, w))
+        out = IndexAdd.apply(self, shape=tuple(b + n + a for n, (b, a) in zip(self.shape, w)), index=inner)
+        v = np.array(value).astype(self.dtype)
+        if v.tobytes() == bytes(v.itemsize):  # all bits zero: +0, which the zeros already hold (-0.0 is not)
+            return out
+        outside = np.ones(out.shape, bool)
+        outside[inner] = False
+        return where(outside, v, out)
+
+    def gather(self, axis: int, index: Any) -> Tensor:
+        """out[i][j][k] = self[index[i][j][k]][j][k] for axis 0 (likewise for the others), as torch.gather:
+        index (a Tensor or ndarray of ints) has self's ndim, no larger than self but along `axis`, and out
+        has index's shape. A GetItem with integer arrays (index along `axis`, np.indices elsewhere), so
+        repeated indices accumulate in the gradient."""
+        idx = np.array(index._data if isinstance(index, Tensor) else index)  # a copy: backward scatters by it
+        if idx.dtype.kind not in "iu":
+            raise TypeError(f"gather: index must hold integers, got {idx.dtype}")
+        if self.ndim == 0 and idx.ndim == 0:  # as PyTorch: a 0-d tensor gathers as a 1-d one
+            return self.reshape(1).gather(axis, idx.reshape(1)).reshape(())
+        ax = _axes(axis, self.ndim, "gather")[0]
+        if idx.ndim != self.ndim or any(m > n for d, (m, n) in enumerate(zip(idx.shape, self.shape)) if d != ax):
+            raise ShapeError(f"gather: index of shape {idx.shape} does not fit input {self.shape} along axis {ax}: "
+                             f"it needs {self.ndim} dims, each no larger than the input's except axis {ax}")
+        bad = idx[(idx < 0) | (idx >= self.shape[ax])]
+        if bad.size:
+            raise IndexError(f"gather: index {bad.flat[0]} is out of range for axis {ax} of size {self.shape[ax]} "
+                             "(negative indices are refused, as PyTorch)")
+        grid = list(np.indices(idx.shape, sparse=True))
+        grid[ax] = idx
+        return self[tuple(grid)]
+
     def __getitem__(self, index: Any) -> Tensor:
         """NumPy indexing: ints, slices, None, ..., bool masks, integer arrays (repeated
         indices accumulate in the gradient)."""
@@ -596,9 +656,57 @@ def where(cond: Any, a: Any, b: Any) -> Tensor:
     return Where.apply(*a._pair(b), cond=c, exact=True)
 
 
+def _tensors(tensors: Any, op: str) -> list[Tensor]:
+    """The inputs of cat and stack: a non-empty list or tuple of Tensors (PyTorch takes no numbers)."""
+    if not isinstance(tensors, (list, tuple)):
+        raise TypeError(f"{op}: expected a list or tuple of Tensors, got {type(tensors).__name__}")
+    if not tensors:
+        raise ShapeError(f"{op}: expected a non-empty list of Tensors")
+    for i, t in enumerate(tensors):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{op}: expected a Tensor as element {i}, got {type(t).__name__}; wrap it: tg.tensor(x)")
+    return list(tensors)
+
+
+def cat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Join tensors along an existing axis: shapes (..., n_i, ...) -> (..., sum n_i, ...), dtypes
+    promoted as the binary ops do. Each input is padded to the full length with -0.0 and the results
+    summed: x + -0.0 == x for every x (also -0.0, which a +0.0 padding would turn into +0.0)."""
+    ts = _tensors(tensors, "cat")
+    if ts[0].ndim == 0:
+        raise ShapeError("cat: zero-dimensional tensors cannot be concatenated; use tg.stack")
+    ax = _axes(axis, ts[0].ndim, "cat")[0]
+    for i, t in enumerate(ts):
+        if t.ndim != ts[0].ndim or any(n != m for d, (n, m) in enumerate(zip(t.shape, ts[0].shape)) if d != ax):
+            raise ShapeError(f"cat: tensor {i} has shape {t.shape} but tensor 0 has {ts[0].shape}; "
+                             f"all must match except along axis {ax}")
+    top = max(_CATEGORY[t.dtype.kind] for t in ts)  # PyTorch's promotion: the highest category, its widest
+    dt = np.result_type(*(t.dtype for t in ts if _CATEGORY[t.dtype.kind] == top))
+    if dt.kind == "c" and any(t.requires_grad for t in ts):
+        raise TypeError("cat: complex results are not differentiable here: tinygrad_bn differentiates real tensors")
+    total, start, parts = sum(t.shape[ax] for t in ts), 0, []
+    for t in ts:
+        w = [(0, 0)] * t.ndim
+        w[ax] = (start, total - start - t.shape[ax])
+        parts.append(t.cast(dt).pad(w, value=-0.0))
+        start += t.shape[ax]
+    return functools.reduce(operator.add, parts)
+
+
+def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Join equal-shaped tensors along a new axis: k of shape s -> s[:axis] + (k,) + s[axis:]."""
+    ts = _tensors(tensors, "stack")
+    for i, t in enumerate(ts):
+        if t.shape != ts[0].shape:
+            raise ShapeError(f"stack: tensor {i} has shape {t.shape} but tensor 0 has {ts[0].shape}; "
+                             "stack needs equal shapes")
+    ax = _axes(axis, ts[0].ndim + 1, "stack")[0]
+    return cat([t.unsqueeze(ax) for t in ts], ax)
+
+
 from .engine import AxisError, ShapeError  # noqa: E402
 from .guards import _expose, _protect_view  # noqa: E402
 from .ops import (  # noqa: E402  (ops.py builds on Tensor)
-    Abs, Add, BroadcastTo, Cast, Div, Exp, GetItem, Log, MatMul, Max, Maximum, Min, Minimum, Mul, Neg, Pow, Relu,
-    Reshape, Sigmoid, Sqrt, Sub, Sum, Tanh, Transpose, Where,
+    Abs, Add, BroadcastTo, Cast, Div, Exp, GetItem, IndexAdd, Log, MatMul, Max, Maximum, Min, Minimum, Mul, Neg, Pow,
+    Relu, Reshape, Sigmoid, Sqrt, Sub, Sum, Tanh, Transpose, Where,
 )
