@@ -23,6 +23,8 @@ CASES = {
                      lambda a, b, c: np.concatenate([a, b, c], axis=-1)),
     "cat_empty_piece": ([(2, 0, 2), (2, 3, 2)], lambda a, b: tg.cat([a, b], 1),
                         lambda a, b: np.concatenate([a, b], 1)),
+    "cat_five": ([(1, 2), (3, 2), (2, 2), (1, 2), (2, 2)], lambda *ts: tg.cat(ts), lambda *ts: np.concatenate(ts)),
+    "cat_one": ([(2, 2)], lambda a: tg.cat([a], 1) * 1, lambda a: a),
     "cat_same_twice": ([(2, 2)], lambda a: tg.cat([a, a * 2, a]), lambda a: np.concatenate([a, a * 2, a])),
     "stack_axis0": ([(2, 3), (2, 3)], lambda a, b: tg.stack([a, b]), lambda a, b: np.stack([a, b])),
     "stack_axis_last": ([(2, 3), (2, 3), (2, 3)], lambda a, b, c: tg.stack([a, b, c], axis=-1),
@@ -36,6 +38,7 @@ CASES = {
                              lambda a: np.take_along_axis(a[:, :2], rep[:, :2], 0)),
     "gather_3d": ([(2, 3, 2)], lambda a: a.gather(1, np.array([[[2, 0]], [[1, 1]]])),
                   lambda a: np.take_along_axis(a, np.array([[[2, 0]], [[1, 1]]]), 1)),
+    "gather_0d": ([()], lambda a: a.gather(0, Tensor(0)), lambda a: a),
     "prod_all": ([(2, 3)], lambda a: a.prod(), np.prod),
     "prod_axis0": ([(5, 2)], lambda a: a.prod(0), lambda a: np.prod(a, 0)),
     "prod_axis_neg_keep": ([(2, 7)], lambda a: a.prod(-1, keepdims=True), lambda a: np.prod(a, -1, keepdims=True)),
@@ -72,6 +75,13 @@ def test_size_zero_inputs_get_empty_gradients(rng):
     assert np.array_equal(out.data, [1.0, 1.0]) and x.grad.shape == (2, 0)
     (tg.cat([x, y], 1) * 2).sum().backward()
     assert x.grad.shape == (2, 0) and np.array_equal(y.grad.data, np.full((2, 3), 2.0))
+
+
+def test_cat_of_one_tensor_is_a_new_tensor(rng):
+    """As torch.cat: the result is not the input itself (setting its .data or .grad leaves the input alone)."""
+    x = leaf(rng, (2, 2))
+    out = tg.cat([x])
+    assert out is not x and not out.is_leaf and np.array_equal(out.data, x.data)
 
 
 def test_gather_accumulates_repeated_indices(rng):
@@ -143,8 +153,9 @@ def test_cat_and_stack_promote_as_the_binary_ops(dtypes, expected):
 
 def test_cat_of_float32_and_int_keeps_float32_gradients():
     a = Tensor(np.ones(2, np.float32), requires_grad=True)
-    tg.cat([a, Tensor(np.arange(3))]).sum().backward()
-    assert a.grad.dtype == np.float32
+    out = tg.cat([a, Tensor(np.arange(3))])
+    out.sum().backward()
+    assert out.dtype == np.float32 and a.grad.dtype == np.float32
 
 
 @pytest.mark.parametrize("dtype, expected", [(np.int32, np.int64), (np.uint8, np.int64), (np.bool_, np.int64),

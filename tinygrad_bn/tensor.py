@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import array
 import copy
-import functools
 import math
-import operator
 from typing import Any
 from collections.abc import Iterator, Sequence
 
@@ -670,8 +668,8 @@ def _tensors(tensors: Any, op: str) -> list[Tensor]:
 
 def cat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     """Join tensors along an existing axis: shapes (..., n_i, ...) -> (..., sum n_i, ...), dtypes
-    promoted as the binary ops do. Each input is padded to the full length with -0.0 and the results
-    summed: x + -0.0 == x for every x (also -0.0, which a +0.0 padding would turn into +0.0)."""
+    promoted as the binary ops do. Two tensors are joined by padding each to the sum with -0.0 and
+    adding: x + -0.0 == x for every x (also -0.0, which a +0.0 padding would turn into +0.0)."""
     ts = _tensors(tensors, "cat")
     if ts[0].ndim == 0:
         raise ShapeError("cat: zero-dimensional tensors cannot be concatenated; use tg.stack")
@@ -684,13 +682,14 @@ def cat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     dt = np.result_type(*(t.dtype for t in ts if _CATEGORY[t.dtype.kind] == top))
     if dt.kind == "c" and any(t.requires_grad for t in ts):
         raise TypeError("cat: complex results are not differentiable here: tinygrad_bn differentiates real tensors")
-    total, start, parts = sum(t.shape[ax] for t in ts), 0, []
-    for t in ts:
-        w = [(0, 0)] * t.ndim
-        w[ax] = (start, total - start - t.shape[ax])
-        parts.append(t.cast(dt).pad(w, value=-0.0))
-        start += t.shape[ax]
-    return functools.reduce(operator.add, parts)
+    def join(a: Tensor, b: Tensor) -> Tensor:
+        wa, wb = [(0, 0)] * a.ndim, [(0, 0)] * a.ndim
+        wa[ax], wb[ax] = (0, b.shape[ax]), (a.shape[ax], 0)
+        return a.pad(wa, value=-0.0) + b.pad(wb, value=-0.0)
+    parts = [t.cast(dt) for t in ts]
+    while len(parts) > 1:  # joined pairwise, as a tree: each element is copied log2(k) times, not k
+        parts = [join(a, b) for a, b in zip(parts[::2], parts[1::2])] + parts[len(parts) // 2 * 2:]
+    return parts[0] if len(ts) > 1 else parts[0].clone()
 
 
 def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
