@@ -269,3 +269,10 @@ def test_the_readme_check_excerpt_is_what_tinygrad_bn_check_prints_now(capsys):
         for q, n in zip(map(float, re.findall(number, line)), map(float, re.findall(number, now))):
             assert (q == 0) == (n == 0) and (q == 0 or 1 / 4 <= n / q <= 4), f"README: {line}\nnow:    {now}"
         assert line.split()[-1] == now.split()[-1]
+
+
+def test_gradcheck_takes_an_input_with_no_elements():
+    """An empty input has an empty Jacobian; the finite differences crashed reshaping no columns."""
+    empty, x = _leaf(np.zeros((0, 3))), _leaf([1.0, 2.0])
+    assert gradcheck(lambda e, y: tg.cat([e.sum(axis=0), y * y]), [empty, x])
+    np.testing.assert_array_equal(numerical_grad(lambda e: e * 2, [empty])[0], np.zeros((0, 3)))

@@ -39,6 +39,8 @@ def _numerical_jacobian(f: Callable, inputs: Sequence[Tensor], i: int, eps: floa
             args[i] = Tensor(moved, requires_grad=x.requires_grad)
             evals.append(np.concatenate([o._data.astype(np.float64).ravel() for o in _outputs(f, args)]))
         columns.append((evals[0] - evals[1]) / (2 * eps))
+    if not columns:  # an input with no elements: no rows (the outputs' size still sets the columns)
+        return np.zeros((0, sum(o.size for o in _outputs(f, list(inputs)))))
     return np.array(columns).reshape(base.size, -1)
 
 

@@ -534,7 +534,10 @@ class Tensor:
         if self.ndim == 0:
             return self.reshape(1)
         s, e = _axes(start_axis, self.ndim, "flatten")[0], _axes(end_axis, self.ndim, "flatten")[0]
-        return self.reshape(self.shape[:s] + (-1,) + self.shape[e + 1:])
+        if s > e:  # PyTorch refuses; a -1 here would silently insert an axis
+            raise ShapeError(f"flatten: start_axis {start_axis} comes after end_axis {end_axis} for {self.shape}")
+        # the merged size spelled out: reshape cannot infer a -1 from an empty array
+        return self.reshape(self.shape[:s] + (math.prod(self.shape[s:e + 1]),) + self.shape[e + 1:])
 
     def transpose(self, *axes: Any) -> Tensor:
         """Permute the axes (reverse them when none are given), as np.transpose."""
