@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from .engine import ShapeError
-from .tensor import DEFAULT_FLOAT, Tensor, _shape
+from .tensor import _NUMBER, DEFAULT_FLOAT, Tensor, _number_kind, _shape
 
 _rng = np.random.default_rng(0)
 
@@ -52,11 +52,9 @@ def randn(*shape: Any, rng: np.random.Generator | None = None, dtype: Any = DEFA
 
 def _number_dtype(value: Any) -> np.dtype:
     """PyTorch's dtype for a Python (or NumPy) number: bool, int64, float32 or complex64."""
-    if not isinstance(value, (int, float, complex, np.number, np.bool_)):
+    if not isinstance(value, _NUMBER):
         raise TypeError(f"full: value must be a number, got {type(value).__name__}")
-    kind = "b" if isinstance(value, (bool, np.bool_)) else "i" if isinstance(value, (int, np.integer)) else (
-        "f" if isinstance(value, (float, np.floating)) else "c")
-    return np.dtype({"b": np.bool_, "i": np.int64, "f": DEFAULT_FLOAT, "c": np.complex64}[kind])
+    return np.dtype({"b": np.bool_, "i": np.int64, "f": DEFAULT_FLOAT, "c": np.complex64}[_number_kind(value)])
 
 
 def full(shape: Any, value: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:

@@ -33,6 +33,12 @@ def _promote(a: np.ndarray, b: np.ndarray) -> np.dtype:
     return np.promote_types(da, db)
 
 
+def _number_kind(x: Any) -> str:
+    """A Python or NumPy number's category as a dtype kind: "b", "i", "f" or "c" (bool is an int)."""
+    return ("b" if isinstance(x, (bool, np.bool_)) else "i" if isinstance(x, (int, np.integer))
+            else "f" if isinstance(x, (float, np.floating)) else "c")
+
+
 def _holds_tensor(x: Any) -> bool:
     return isinstance(x, Tensor) or isinstance(x, (list, tuple)) and any(_holds_tensor(v) for v in x)
 
@@ -297,8 +303,7 @@ class Tensor:
         if type(x) in (float, int) and dt.kind in "fc":  # the common case: a number beside a float tensor
             return _frozen(np.array(x, dt))
         if isinstance(x, _NUMBER):
-            kind = ("b" if isinstance(x, (bool, np.bool_)) else "i" if isinstance(x, (int, np.integer))
-                    else "f" if isinstance(x, (float, np.floating)) else "c")
+            kind = _number_kind(x)
             if _CATEGORY[kind] > _CATEGORY[dt.kind]:
                 wider: dict[str, Any] = {"i": np.int64, "u": np.int64, "f": DEFAULT_FLOAT,
                                          "c": np.complex128 if dt == np.float64 else np.complex64}
@@ -681,15 +686,11 @@ def cat(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
         if t.ndim != ts[0].ndim or any(n != m for d, (n, m) in enumerate(zip(t.shape, ts[0].shape)) if d != ax):
             raise ShapeError(f"cat: tensor {i} has shape {t.shape} but tensor 0 has {ts[0].shape}; "
                              f"all must match except along axis {ax}")
-    top = max(_CATEGORY[t.dtype.kind] for t in ts)  # PyTorch's promotion: the highest category, its widest
-    dt = np.result_type(*(t.dtype for t in ts if _CATEGORY[t.dtype.kind] == top))
-    if dt.kind == "c" and any(t.requires_grad for t in ts):
-        raise TypeError("cat: complex results are not differentiable here: tinygrad_bn differentiates real tensors")
-    def join(a: Tensor, b: Tensor) -> Tensor:
+    def join(a: Tensor, b: Tensor) -> Tensor:  # + promotes the dtypes as every binary op does (_pair)
         wa, wb = [(0, 0)] * a.ndim, [(0, 0)] * a.ndim
         wa[ax], wb[ax] = (0, b.shape[ax]), (a.shape[ax], 0)
         return a.pad(wa, value=-0.0) + b.pad(wb, value=-0.0)
-    parts = [t.cast(dt) for t in ts]
+    parts = ts
     while len(parts) > 1:  # joined pairwise, as a tree: each element is copied log2(k) times, not k
         parts = [join(a, b) for a, b in zip(parts[::2], parts[1::2])] + parts[len(parts) // 2 * 2:]
     return parts[0] if len(ts) > 1 else parts[0].clone()
