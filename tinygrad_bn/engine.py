@@ -49,6 +49,7 @@ class _ThreadState(threading.local):
 
 
 _State = _ThreadState()
+_new_tensor = object.__new__
 
 
 class _Replaced:
@@ -64,7 +65,6 @@ class ShapeError(ValueError, RuntimeError):
 
 class AxisError(ShapeError, IndexError):
     """An axis out of range (PyTorch raises IndexError for it; NumPy's AxisError is a ValueError too)."""
-_new_tensor = object.__new__
 
 
 class _GradMode:

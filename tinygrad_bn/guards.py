@@ -68,7 +68,8 @@ def _check_finite(what: str, ctx: Function | type, scope: tuple[str, ...], array
 #   so is every view NumPy makes of it later;
 # - a leaf's array (an input, a parameter) that an op saves, and the array a saved view belongs
 #   to, are held read-only while the op lives (_Hold, _lock);
-# - replacing a saved input's array (t.data = ...) is caught at backward (_check_unchanged);
+# - replacing a saved input's array (t.data = ..., all through Tensor._replace) is caught at
+#   backward (the engine compares the arrays; _replaced_error);
 # - a leaf's array handed out (t.data, t.numpy(), np.asarray(t)) may have writable views no flag
 #   reaches, so an op that saves it (or a view of it) keeps a copy of what it saved and compares
 #   it at backward.
@@ -103,10 +104,7 @@ class _Hold:
             try:
                 a.setflags(write=True)
             except ValueError:  # its owner is still held: writable again when that hold goes
-                owner = _holds.get(id(_owner(a)))
-                hold = owner() if owner is not None else None
-                if hold is not None:
-                    hold.views = [a] if hold.views is None else hold.views + [a]
+                _restore_with_owner(a)
                 return
             for v in self.views or ():
                 if id(v) not in _holds:
@@ -136,14 +134,20 @@ def _expose(a: np.ndarray) -> None:
             _exposed[key] = weakref.ref(arr, lambda _, key=key: _exposed.pop(key, None))
 
 
+def _restore_with_owner(a: np.ndarray) -> bool:
+    """Make view `a` writable again when the hold on its owner goes; False if no hold has the owner."""
+    ref = _holds.get(id(_owner(a)))
+    hold = ref() if ref is not None else None
+    if hold is not None:
+        hold.views = [a] if hold.views is None else hold.views + [a]
+    return hold is not None
+
+
 def _protect_view(a: np.ndarray) -> None:
     """A leaf's writable view of memory a graph holds goes out read-only until that hold lets go."""
     with _guard:
-        ref = _holds.get(id(_owner(a)))
-        hold = ref() if ref is not None else None
-        if hold is not None:
+        if _restore_with_owner(a):
             a.setflags(write=False)
-            hold.views = [a] if hold.views is None else hold.views + [a]
 
 
 def _hold(a: np.ndarray, snapshot: bool) -> _Hold:
