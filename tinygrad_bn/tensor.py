@@ -536,11 +536,13 @@ class Tensor:
 
     def flatten(self, start_axis: int = 0, end_axis: int = -1) -> Tensor:
         """Merge axes start_axis..end_axis into one (all of them by default: 1-D)."""
-        if self.ndim == 0:
-            return self.reshape(1)
-        s, e = _axes(start_axis, self.ndim, "flatten")[0], _axes(end_axis, self.ndim, "flatten")[0]
+        return self._merge_axes(start_axis, end_axis, "flatten")
+
+    def _merge_axes(self, start_axis: int, end_axis: int, op: str) -> Tensor:
+        """flatten, and nn.Flatten, whose errors name `op`. A 0-d tensor takes axis 0 and -1 as a 1-D one."""
+        s, e = (_axes(a, max(self.ndim, 1), op)[0] for a in (start_axis, end_axis))
         if s > e:  # PyTorch refuses; a -1 here would silently insert an axis
-            raise ShapeError(f"flatten: start_axis {start_axis} comes after end_axis {end_axis} for {self.shape}")
+            raise ShapeError(f"{op}: start_axis={start_axis} comes after end_axis={end_axis} for input {self.shape}")
         # the merged size spelled out: reshape cannot infer a -1 from an empty array
         return self.reshape(self.shape[:s] + (math.prod(self.shape[s:e + 1]),) + self.shape[e + 1:])
 

@@ -1,7 +1,6 @@
 """Modules: they hold parameters and state (running statistics) and call nn.functional."""
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Iterator
 from typing import Any, NamedTuple
@@ -10,7 +9,7 @@ import numpy as np
 
 from ..engine import ShapeError, current_scope, no_grad, scope
 from ..creation import default_rng
-from ..tensor import DEFAULT_FLOAT, Tensor, _axes
+from ..tensor import DEFAULT_FLOAT, Tensor
 from . import functional as F
 
 _calls = threading.local()  # depth of nested module calls in this thread
@@ -357,13 +356,7 @@ class Flatten(Module):
         self.start_axis, self.end_axis = start_axis, end_axis
 
     def forward(self, x: Tensor) -> Tensor:
-        # a 0-d tensor takes axis 0 / -1 as if it were 1-D (PyTorch); range and type errors name the axis
-        s, e = (_axes(a, max(x.ndim, 1), "Flatten")[0] for a in (self.start_axis, self.end_axis))
-        if s > e:
-            raise ShapeError(f"Flatten: start_axis={self.start_axis} comes after end_axis={self.end_axis} "
-                             f"for input {x.shape}")
-        # the merged size as a product, not -1: an empty batch (0, C, H) has no size to infer from
-        return x.reshape(x.shape[:s] + (math.prod(x.shape[s:e + 1]),) + x.shape[e + 1:])
+        return x._merge_axes(self.start_axis, self.end_axis, "Flatten")  # Tensor.flatten, its errors named Flatten
 
     def extra_repr(self) -> str:
         return f"start_axis={self.start_axis}, end_axis={self.end_axis}"

@@ -38,7 +38,7 @@ def standardize(x: Tensor, axes: tuple[int, ...], eps: float, given: dict[str, T
 
     xc, var = centered(x.mean(axes, keepdims=True))
     if _imprecise_mean(x, s["mu"], var, eps) and "mu" not in given:
-        # A float32 sum is off by up to ~log2(m) ulps of |mu| (same-signed data), and where the
+        # A float32 sum is off by a few to ~sqrt(m) ulps of |mu| (same-signed data), and where the
         # spread is as small as that (a constant row: xc is all error) x_hat = error / sqrt(eps),
         # 0.3 for a row of 1e4 (PyTorch, accumulating in float64, gives 0). Then mu = c + mean(x - c)
         # for c a detached sample of each group: x - c is exact near c, so its mean is accurate to
@@ -216,8 +216,7 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tenso
     (N,) (an int ndarray or Tensor), or probabilities / one-hot shaped like logits. reduction:
     "mean" (over N) | "sum" | "none" (the per-example losses)."""
     _need_tensor("cross_entropy", logits=logits)
-    if reduction not in ("mean", "sum", "none"):
-        raise ValueError(f"cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    _check_reduction("cross_entropy", reduction)
     if logits.ndim not in (1, 2):
         raise ShapeError(f"cross_entropy: logits must be (N, C) or (C,), got {logits.shape}")
     t = target._data if isinstance(target, Tensor) else np.asarray(target)
@@ -244,9 +243,12 @@ def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tenso
         else:
             raise ShapeError(f"cross_entropy: target {t.shape} fits neither class indices {logits.shape[:-1]} "
                              f"nor probabilities {logits.shape} for logits {logits.shape}")
-        if reduction == "none":
-            return losses
-        return losses.sum() if reduction == "sum" else losses.mean()
+        return _reduce(losses, reduction)
+
+
+def _reduce(losses: Tensor, reduction: str) -> Tensor:
+    """The per-element losses themselves ("none"), their sum, or their mean."""
+    return losses if reduction == "none" else losses.sum() if reduction == "sum" else losses.mean()
 
 
 def _check_reduction(fn: str, reduction: Any) -> None:
@@ -268,10 +270,7 @@ def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     if diff.dtype.kind != "f":  # PyTorch has no integer kernel either
         raise NotImplementedError(f"mse_loss: input {input.dtype} and target {target.dtype}: one of them must be "
                                   "floating, e.g. input.float()")
-    losses = diff.square()
-    if reduction == "none":
-        return losses
-    return losses.sum() if reduction == "sum" else losses.mean()
+    return _reduce(diff.square(), reduction)
 
 
 def one_hot(labels: Any, num_classes: int = -1) -> Tensor:
