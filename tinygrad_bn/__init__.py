@@ -1,13 +1,13 @@
 """tinygrad_bn: a small, exact reverse-mode autodiff on NumPy, for checking hand-derived gradients."""
 from . import engine  # noqa: I001  (first: tensor.py and ops.py build on it)
-from .engine import AxisError, ShapeError, enable_grad, grad, is_grad_enabled, no_grad, scope
+from .engine import AxisError, Function, ShapeError, enable_grad, grad, is_grad_enabled, no_grad, scope
 from .guards import AnomalyError, detect_anomaly
 from .tensor import Tensor, cat, maximum, minimum, stack, where
 from .creation import (arange, eye, from_numpy, full, manual_seed, multinomial, ones, ones_like, randint, randn, tensor,
                        zeros, zeros_like)
 from . import analytic, check, nn, optim, viz
 
-__all__ = ["Tensor", "tensor", "from_numpy", "zeros", "ones", "randn", "full", "eye", "arange", "zeros_like",
+__all__ = ["Tensor", "Function", "tensor", "from_numpy", "zeros", "ones", "randn", "full", "eye", "arange", "zeros_like",
            "ones_like", "randint", "multinomial", "maximum", "minimum", "where", "cat", "stack", "manual_seed",
            "grad", "no_grad", "enable_grad", "is_grad_enabled", "scope", "ShapeError", "AxisError",
            "detect_anomaly", "AnomalyError", "analytic", "check", "nn", "optim", "viz", "engine"]

@@ -2,13 +2,16 @@
 torch.autograd.gradcheck (full Jacobians, numerical against analytic, element by element)."""
 from __future__ import annotations
 
+import html
+import threading
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from .engine import _toposort, no_grad
 from .engine import grad as autograd_grad
 from .tensor import Tensor
 
@@ -75,17 +78,60 @@ def _analytic_jacobians(f: Callable, inputs: Sequence[Tensor], diff: list[int]) 
     return jac
 
 
+def _fast_gradcheck(f: Callable, inputs: list[Tensor], diff: list[int], eps: float, atol: float, rtol: float,
+                    seed: int) -> str | None:
+    """PyTorch's fast mode: per input i and output n, with random unit vectors v (over input i)
+    and u (over output n), u^T J v from one backward (the vector-Jacobian product J^T u, dotted
+    with v) against the central difference of u^T f along v: 2 forwards per input and one
+    backward per output instead of one per element. As PyTorch, u and v are uniform in [0, 1)
+    then normalized, and atol is scaled by sum(u) sum(v) (= u^T 1 v: the element-wise atol, projected).
+    The failure message, or None."""
+    rng = np.random.default_rng(seed)
+    outs = _outputs(f, inputs)
+
+    def unit(shape: tuple[int, ...]) -> np.ndarray:
+        r = rng.random(shape)
+        return r / max(float(np.linalg.norm(r)), 1e-300)
+    us = [unit(o.shape) for o in outs]
+    vs = {i: unit(inputs[i].shape) for i in diff}
+    for n, (o, u) in enumerate(zip(outs, us)):
+        vjp = autograd_grad(o, [inputs[i] for i in diff], Tensor(u.astype(o.dtype)), retain_graph=True,
+                            allow_unused=True) if o.requires_grad else [None] * len(diff)
+        for i, g in zip(diff, vjp):
+            analytic = float(np.sum(g._data * vs[i])) if g is not None else 0.0
+            sides = []
+            for step in (eps, -eps):
+                args = list(inputs)
+                args[i] = Tensor(inputs[i]._data + step * vs[i], requires_grad=True)
+                sides.append(float(np.sum(_outputs(f, args)[n]._data.astype(np.float64) * u)))
+            numerical = (sides[0] - sides[1]) / (2 * eps)
+            allowed = atol * float(u.sum() * vs[i].sum()) + rtol * abs(numerical)
+            if not abs(analytic - numerical) <= allowed:
+                return (f"gradcheck (fast mode): the projection u^T J v for input {i} (shape {inputs[i].shape}) and "
+                        f"output {n} (shape {o.shape}) disagrees: numerical {numerical!r} vs analytic {analytic!r} "
+                        f"(abs error {abs(analytic - numerical):.3g}, allowed {allowed:.3g}); "
+                        "run with fast_mode=False to name the element")
+    return None
+
+
 def gradcheck(f: Callable, inputs: Sequence[Tensor], eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3,
-              raise_exception: bool = True) -> bool:
+              raise_exception: bool = True, fast_mode: bool = False, seed: int = 0) -> bool:
     """Compare the full analytic Jacobian of f at `inputs` (every input with requires_grad,
     every output element) with central differences: |analytic - numerical| <= atol + rtol |numerical|.
-    On failure the error names the input, its element, the output element and both values."""
+    On failure the error names the input, its element, the output element and both values.
+    fast_mode=True compares random projections u^T J v instead (seeded by `seed`), which checks a
+    (256, 512) layer in a fraction of a second; the error then names the input and output."""
     inputs = list(inputs)
     diff = [i for i, x in enumerate(inputs) if x.requires_grad]
     if not diff:
         raise ValueError("gradcheck: no input has requires_grad=True")
     if any(inputs[i].dtype != np.float64 for i in diff):
         warnings.warn("gradcheck: inputs are not float64; finite differences will be imprecise", stacklevel=2)
+    if fast_mode:
+        msg = _fast_gradcheck(f, inputs, diff, eps, atol, rtol, seed)
+        if msg is not None and raise_exception:
+            raise GradcheckError(msg)
+        return msg is None
     outs = _outputs(f, inputs)
     for J, i in zip(_analytic_jacobians(f, inputs, diff), diff):
         N = _numerical_jacobian(f, inputs, i, eps)
@@ -107,7 +153,7 @@ def gradcheck(f: Callable, inputs: Sequence[Tensor], eps: float = 1e-6, atol: fl
 
 def gradgradcheck(f: Callable, inputs: Sequence[Tensor], grad_outputs: Sequence[Tensor] | None = None,
                   eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3, raise_exception: bool = True,
-                  seed: int = 0) -> bool:
+                  seed: int = 0, fast_mode: bool = False) -> bool:
     """gradcheck of the first derivatives: of x, v -> d(sum v * f(x))/dx (built with
     create_graph=True), against both x and v. grad_outputs default to seeded normal samples."""
     inputs = list(inputs)
@@ -125,7 +171,7 @@ def gradgradcheck(f: Callable, inputs: Sequence[Tensor], grad_outputs: Sequence[
         gs = autograd_grad(ys, [xs[i] for i in diff], list(vs), create_graph=True, allow_unused=True)
         return tuple(g if g is not None else Tensor(np.zeros(xs[i].shape, xs[i].dtype)) for g, i in zip(gs, diff))
 
-    return gradcheck(first_derivatives, inputs + grad_outputs, eps, atol, rtol, raise_exception)
+    return gradcheck(first_derivatives, inputs + grad_outputs, eps, atol, rtol, raise_exception, fast_mode, seed)
 
 
 # ------------------------------------------------------------------- autograd against formulas
@@ -190,55 +236,236 @@ def compare(autograd: dict[str, Any], reference: dict[str, Any], rtol: float = 1
     return Report(rows, atol, title)
 
 
+# ------------------------------------------------------------------- auditing a hand derivation
+
+class _Marks(threading.local):
+    """The audit in progress on this thread: its first run records the marked nodes; each
+    finite-difference run swaps one node's value for a perturbed one."""
+    recording: dict[str, Tensor] | None = None
+    swap: tuple[str, Tensor] | None = None
+    swapped: bool = False
+
+
+_marks = _Marks()
+
+
+def node(name: str, t: Tensor) -> Tensor:
+    """Mark `t` as the intermediate `name` of a function audited by tg.check.audit. Returns t (outside
+    an audit that is all it does); in an audit's finite-difference run, the perturbed value instead."""
+    if _marks.recording is not None:
+        if not isinstance(t, Tensor):
+            raise TypeError(f"check.node({name!r}, ...) marks a Tensor, got {type(t).__name__}")
+        if name in _marks.recording:
+            raise ValueError(f"check.node: the name {name!r} marks two tensors; each node needs its own name")
+        _marks.recording[name] = t
+        if t.name is None and t._ctx is not None:  # an intermediate of the audit's own run: label it for draw()
+            t.name = name
+    elif _marks.swap is not None and _marks.swap[0] == name:
+        _marks.swapped = True
+        return _marks.swap[1]
+    return t
+
+
+@dataclass
+class AuditRow:
+    """One audited node: autograd against the hand value, and against central differences of the
+    loss with respect to that node alone (on `fd_elements` of its elements)."""
+    name: str
+    shape: tuple[int, ...]
+    vs_hand: Row
+    vs_fd: Row
+    fd_elements: int
+    position: int  # in the forward's topological order: larger is nearer the loss
+    tensor: Any = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.vs_hand.ok and self.vs_fd.ok
+
+    @property
+    def max_rel(self) -> float:
+        return max(self.vs_hand.max_rel, self.vs_fd.max_rel)
+
+
+@dataclass
+class Audit:
+    """The node-by-node audit of a hand derivation (check.audit): rows from the loss back to the
+    inputs; `.ok`; `.first_wrong`; prints as a table; `.draw()` overlays it on the graph."""
+    rows: list[AuditRow]
+    loss: Tensor = field(repr=False)
+    rtol: float
+    fd_rtol: float
+    title: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.rows)
+
+    @property
+    def first_wrong(self) -> str | None:
+        """The failing node nearest the loss: a derivation runs from the loss back, so the first
+        step that goes wrong is the failing one latest in the forward order (the rest inherit it)."""
+        bad = [r for r in self.rows if not r.ok]
+        return max(bad, key=lambda r: r.position).name if bad else None
+
+    def __getitem__(self, name: str) -> AuditRow:
+        return next(r for r in self.rows if r.name == name)
+
+    def __str__(self) -> str:
+        w = max([len(r.name) for r in self.rows] + [4])
+        head = (f"{'node':<{w}}  {'shape':<14} {'hand vs autograd':^25}  {'autograd vs finite diff':^34}  result\n"
+                f"{'':<{w}}  {'':<14} {'max abs':>12} {'max rel':>12}  {'max abs':>12} {'max rel':>12} {'elems':>8}")
+        lines = ([self.title] if self.title else []) + [head]
+        for r in self.rows:
+            failed = [k for k, c in (("hand", r.vs_hand), ("finite diff", r.vs_fd)) if not c.ok]
+            result = f"FAIL: {' and '.join(failed)}" if failed else "pass"
+            lines.append(f"{r.name:<{w}}  {str(r.shape):<14} {r.vs_hand.max_abs:>12.3e} {r.vs_hand.max_rel:>12.3e}  "
+                         f"{r.vs_fd.max_abs:>12.3e} {r.vs_fd.max_rel:>12.3e} "
+                         f"{f'{r.fd_elements}/{int(np.prod(r.shape))}':>8}  {result}")
+        lines.append(f"pass: max abs error <= {self.rtol:g} (hand) or {self.fd_rtol:g} (finite diff) times the "
+                     "larger max |value| (plus a round-off floor)")
+        wrong = self.first_wrong
+        lines.append("all pass" if wrong is None else
+                     f"FAILED: first wrong at {wrong!r} (the failing node nearest the loss; those before it are right)")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        return "<pre>" + html.escape(str(self)) + "</pre>"
+
+    def draw(self, **options: Any) -> Any:
+        """The loss's graph with every audited node green (pass) or red (FAIL), its error in the label."""
+        from .viz import draw
+        return draw(self.loss, compare=self, **options)
+
+
+_DEFAULTS = {8: (1e-10, 1e-6, 1e-6), 4: (1e-4, 1e-2, 1e-3), 2: (1e-2, 1e-1, 1e-2)}  # itemsize: rtol, fd_rtol, fd_eps
+
+
+def _check_row(name: str, a: np.ndarray, b: np.ndarray, rtol: float, atol: float) -> Row:
+    """max |a - b| <= atol + rtol * max(max |a|, max |b|): symmetric, and NaN fails."""
+    if a.shape != b.shape:
+        return Row(name, b.shape, np.inf, np.inf, False, rtol)
+    err = float(np.max(np.abs(a - b))) if a.size else 0.0
+    scale = max(float(np.max(np.abs(a))), float(np.max(np.abs(b)))) if a.size else 0.0
+    rel = err / scale if scale > 0 else (0.0 if err == 0 else np.inf)
+    return Row(name, a.shape, err, rel, bool(err <= atol + rtol * scale), rtol)
+
+
+def audit(f: Callable, inputs: Sequence[Tensor], derivation: Callable | dict, rtol: float | None = None,
+          atol: float | None = None, fd_eps: float | None = None, fd_elements: int = 64, seed: int = 0,
+          title: str = "") -> Audit:
+    """Audit a hand derivation node by node. `f(*inputs)` returns a scalar loss and marks its
+    intermediates with check.node(name, t); `derivation({name: forward value})` (the marked nodes
+    and the inputs, an input named by its Tensor name, else input0, input1, ...) returns the hand
+    dloss/dname for any of those names (a dict is accepted too). Per name: autograd against the
+    hand value (rtol: 1e-10 in float64, 1e-4 in float32), and autograd against central differences
+    of the loss with respect to that node alone (f re-run with that node's value perturbed, so
+    only what depends on it changes; up to `fd_elements` elements per node, seeded; step fd_eps
+    times the node's rms value). f is re-run many times: keep it deterministic and free of side
+    effects (a BatchNorm module in training mode updates its running statistics on every call)."""
+    inputs = list(inputs)
+    names = [x.name or f"input{i}" for i, x in enumerate(inputs)]
+    if len(set(names)) < len(names):
+        raise ValueError(f"audit: two inputs share a name in {names}; name them apart")
+    args = [Tensor(x._data.copy(), requires_grad=True, name=n) if x.dtype.kind == "f" else x
+            for x, n in zip(inputs, names)]
+    _marks.recording = {}
+    try:
+        loss = f(*args)
+    finally:
+        marked, _marks.recording = _marks.recording, None
+    if not isinstance(loss, Tensor) or loss.size != 1 or loss.dtype.kind != "f":
+        raise TypeError(f"audit: f must return a scalar floating Tensor (the loss), got "
+                        f"{getattr(loss, 'shape', type(loss).__name__)}")
+    if loss.name is None and loss._ctx is not None:
+        loss.name = "loss"
+    clash = set(marked) & set(names)
+    if clash:
+        raise ValueError(f"audit: node names {sorted(clash)} are also input names")
+    nodes = {**marked, **{n: a for n, a in zip(names, args) if a.dtype.kind == "f"}}
+    values = {**{k: t._data.copy() for k, t in nodes.items()}, **{n: a._data for n, a in zip(names, args)}}
+    hand = {k: _array(v) for k, v in (derivation(values) if callable(derivation) else derivation).items()}
+    unknown = set(hand) - set(nodes)
+    if unknown:
+        raise ValueError(f"audit: the derivation gives {sorted(unknown)}, which name no node; the nodes are "
+                         f"{list(nodes)}")
+    for k in hand:
+        if not nodes[k].requires_grad:
+            raise ValueError(f"audit: node {k!r} does not require grad: no gradient flows to it")
+    grads = autograd_grad(loss, [nodes[k] for k in hand], retain_graph=True, allow_unused=True)
+    autograd = {k: np.zeros(nodes[k].shape) if g is None else g._data.astype(np.float64) for k, g in zip(hand, grads)}
+    position = {t: i for i, t in enumerate(_toposort([loss]))}
+    dtype = loss.dtype
+    rtol_hand, fd_rtol, eps = _DEFAULTS.get(dtype.itemsize, _DEFAULTS[8])
+    rtol_hand, eps = rtol if rtol is not None else rtol_hand, fd_eps if fd_eps is not None else eps
+    loss0, ulp = float(loss._data), float(np.finfo(dtype).eps)
+    rms = {k: float(np.sqrt(np.mean(np.square(v, dtype=np.float64)))) if v.size else 0.0 for k, v in values.items()
+           if v.dtype.kind == "f"}
+    floor = 1e-3 * max(list(rms.values()) + [0.0]) or 1.0  # a node of value ~0 (a centred mean) steps on this
+    rng = np.random.default_rng(seed)
+
+    def loss_with(name: str, value: np.ndarray) -> float:
+        if name in marked:
+            _marks.swap, _marks.swapped = (name, Tensor(value)), False
+            try:
+                out = f(*args)
+            finally:
+                _marks.swap = None
+            if not _marks.swapped:
+                raise RuntimeError(f"audit: re-run, f did not mark {name!r} again; f must run the same way every time")
+        else:
+            out = f(*[Tensor(value) if n == name else a for n, a in zip(names, args)])
+        return float(out._data)
+
+    rows = []
+    with no_grad():
+        again = f(*args)
+        if float(again._data) != loss0:
+            raise RuntimeError(f"audit: f is not deterministic (loss {loss0!r}, then {float(again._data)!r} on a re-run):"
+                               " finite differences need the same function every call; seed or remove randomness")
+        for k, h_val in hand.items():
+            base, ag = values[k], autograd[k]
+            scale = max(rms[k], floor)
+            step = eps * scale
+            picked = np.arange(base.size) if base.size <= fd_elements else np.union1d(
+                rng.choice(base.size, fd_elements - 1, replace=False), [int(np.argmax(np.abs(ag)))])
+            fd = np.empty(len(picked))
+            for n, j in enumerate(picked):
+                sides = []
+                for sign in (1, -1):
+                    moved = base.copy()
+                    moved.flat[j] += sign * step
+                    sides.append(loss_with(k, moved))
+                fd[n] = (sides[0] - sides[1]) / (2 * step)
+            # round-off floors: L is known to ~ulp |L|, so differences to ~ulp |L| / step and gradients
+            # of this node (whose natural size is |L| / its scale) to ~ulp |L| / scale
+            noise = 100 * ulp * abs(loss0)
+            vs_hand = _check_row(k, ag, np.broadcast_to(h_val, ag.shape) if h_val.size == 1 else h_val, rtol_hand,
+                                 atol if atol is not None else noise / scale)
+            vs_fd = _check_row(k, ag.ravel()[picked], fd, fd_rtol, noise / step)
+            rows.append(AuditRow(k, tuple(base.shape), vs_hand, vs_fd, len(picked), position.get(nodes[k], -1),
+                                 nodes[k]))
+    rows.sort(key=lambda r: -r.position)
+    return Audit(rows, loss, rtol_hand, fd_rtol, title)
+
+
 def audit_batch_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, dy: np.ndarray, eps: float = 1e-5,
-                     fd_eps: float = 1e-5) -> Report:
-    """Node by node through the training-mode batch norm graph (SEED.md section 2): for every
-    intermediate (x_hat, std, var, xc, mu, x, gamma, beta) compare autograd's gradient of that tensor
-    (kept with retain_grad) with the staged hand-derived backward and with central differences
-    that perturb the node and recompute only what lies downstream. A wrong step is thus located,
-    not just detected. Inputs are float64 arrays: x (N, C, ...), gamma and beta (C,), dy like x.
-    The report's rows are `node: autograd vs staged` and `node: autograd vs finite diff`. The
-    finite-difference step is fd_eps times the scale on which y varies with each node (std for
-    x, xc, mu; var + eps for var), so data of any magnitude is audited alike. Tolerances assume a
-    well-conditioned case: for a batch of 2 with var >> eps, dx is a difference of terms var/eps
-    times larger than itself, and every method loses digits there."""
+                     **options: Any) -> Audit:
+    """check.audit applied to training-mode batch norm (SEED.md section 2): loss = sum(y * dy), the
+    nodes mu, xc, var, std, x_hat marked inside the normalization graph, and the derivation
+    analytic.batchnorm_backward_staged. x (N, C, ...) float64, gamma and beta (C,), dy like x."""
     from . import analytic
-    from .nn.functional import STAGES, _affine, _channel, standardize
-    axes = (0,) + tuple(range(2, x.ndim))
-    xt, gt, bt = (Tensor(np.asarray(v, np.float64), requires_grad=True) for v in (x, gamma, beta))
+    from .nn.functional import _affine, _channel, standardize
+    axes = (0,) + tuple(range(2, np.ndim(x)))
+    xt, gt, bt = (Tensor(np.asarray(v, np.float64), name=n) for v, n in ((x, "x"), (gamma, "gamma"), (beta, "beta")))
 
-    def run(given: dict[str, Tensor]) -> tuple[dict[str, Tensor], Tensor]:
-        s = standardize(given.get("x", xt), axes, eps, given)
-        return s, _affine(s["x_hat"], _channel(given.get("gamma", gt), x.ndim), _channel(given.get("beta", bt), x.ndim))
+    def loss(x: Tensor, gamma: Tensor, beta: Tensor) -> Tensor:
+        x_hat = standardize(x, axes, eps, mark=node)["x_hat"]
+        return (_affine(x_hat, _channel(gamma, x.ndim), _channel(beta, x.ndim)) * Tensor(dy, name="dy")).sum()
 
-    s, y = run({})
-    for name in STAGES:
-        s[name].retain_grad()
-    (y * Tensor(dy)).sum().backward()
-    nodes = {**{k: s[k] for k in STAGES}, "x": xt, "gamma": gt, "beta": bt}
-    autograd = {k: t.grad._data for k, t in nodes.items()}
-    staged = analytic.batchnorm_backward_staged(dy, analytic.batchnorm_forward(x, gamma, beta, eps, axes)[1])
-    staged = {k: np.reshape(staged[k], autograd[k].shape) for k in autograd}
-    # the scale on which y varies with each node, per channel: x, xc and mu move y on the scale of
-    # std, var on the scale of var + eps; finite differences step a fixed fraction of it
-    std = s["std"]._data
-    scales = {"x": std, "xc": std, "mu": std, "std": std, "var": std * std,
-              "gamma": np.maximum(np.abs(gamma), 1)}
-    numeric = {}
-    for name, t in nodes.items():  # d(sum y * dy)/d node, with the node's value perturbed
-        base, grad = t._data, np.zeros(t.shape)
-        step = fd_eps * np.broadcast_to(scales.get(name, 1.0), base.shape)
-        for j in range(base.size):
-            moved = [base.copy(), base.copy()]
-            moved[0].flat[j] += step.flat[j]
-            moved[1].flat[j] -= step.flat[j]
-            plus, minus = (float(np.sum(run({name: Tensor(v)})[1]._data * dy)) for v in moved)
-            grad.flat[j] = (plus - minus) / (2 * step.flat[j])
-        numeric[name] = grad
-    order = ["x_hat", "std", "var", "xc", "mu", "x", "gamma", "beta"]
-    vs_staged = compare({f"{k}: autograd vs staged": autograd[k] for k in order},
-                        {f"{k}: autograd vs staged": staged[k] for k in order}, rtol=1e-12)
-    vs_fd = compare({f"{k}: autograd vs finite diff": autograd[k] for k in order},
-                    {f"{k}: autograd vs finite diff": numeric[k] for k in order}, rtol=1e-6)
-    rows = [r for pair in zip(vs_staged.rows, vs_fd.rows) for r in pair]
-    return Report(rows, 0.0, f"node-by-node audit of batch norm, x {x.shape} float64")
+    def staged(v: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        d = analytic.batchnorm_backward_staged(dy, analytic.batchnorm_forward(v["x"], v["gamma"], v["beta"], eps,
+                                                                              axes)[1])
+        return {k: np.reshape(d[k], v[k].shape) for k in ("x_hat", "std", "var", "xc", "mu", "x", "gamma", "beta")}
+    return audit(loss, [xt, gt, bt], staged, title=f"node-by-node audit of batch norm, x {np.shape(x)} float64",
+                 **options)

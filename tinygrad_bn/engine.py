@@ -121,10 +121,13 @@ def scope(name: str) -> Iterator[None]:
 
 
 class Function:
-    """One recorded op. A subclass defines `forward(*arrays, **params) -> ndarray` on raw NumPy
-    arrays (storing on self only the small things backward needs) and `backward(grad, out)`,
-    which returns, written in Tensor ops, one gradient (or None) per input. `out` is the op's
-    output Tensor, passed in rather than stored so the graph holds no reference cycles.
+    """One recorded op, and the base of users' custom ops (`tg.Function`). A subclass defines
+    `forward(*arrays, **params) -> ndarray` on raw NumPy arrays (storing on self only the small
+    things backward needs) and `backward(grad, out)`, which returns one gradient (or None) per
+    input: written in Tensor ops it is differentiable again; returned as ndarrays it is a
+    hand-written first derivative, and differentiating through it is an error naming the op
+    (PyTorch's once_differentiable). `out` is the op's output Tensor, passed in rather than
+    stored so the graph holds no reference cycles. Call it as `MyOp.apply(*tensors, **params)`.
     `reads_inputs = False` declares that backward never reads the inputs' values (only shapes,
     dtypes, the gradient or `out`), so their arrays need no guarding against in-place change;
     `aliases = True` that the output is a view of the input (a replaced input is still refused)."""
@@ -145,7 +148,11 @@ class Function:
     def apply(cls, *parents: Tensor, **params: Any) -> Tensor:
         ctx = cls()
         epoch = _Replaced.count  # before the arrays are read: a replacement from here on is checked at backward
-        arrays = [p._data for p in parents]
+        try:
+            arrays = [p._data for p in parents]
+        except AttributeError:
+            raise TypeError(f"{cls.__name__}.apply takes Tensors, got "
+                            f"({', '.join(type(p).__name__ for p in parents)}): wrap arrays with tg.tensor") from None
         try:
             data = ctx.forward(*arrays, **params)
         except (ValueError, IndexError, TypeError) as e:
@@ -341,6 +348,8 @@ def backprop(outputs: list[Tensor], seeds: list[Tensor], retain_graph: bool, cre
                 for p, need, pg in zip(ctx.parents, ctx.needs, in_grads):
                     if not need or pg is None:
                         continue
+                    if not isinstance(pg, Tensor):
+                        pg = _hand_written(ctx, pg, g, create_graph)
                     if pg._data.shape != p._data.shape:
                         pg = _unbroadcast(pg, p._data.shape, ctx)
                     if pg._data.dtype != p._data.dtype:
@@ -369,6 +378,35 @@ def backprop(outputs: list[Tensor], seeds: list[Tensor], retain_graph: bool, cre
             if t._ctx is not None and t._ctx.parents is not None:
                 t._ctx.free()
     return found
+
+
+class OnceDifferentiable(Function):
+    """In a create_graph backward, the gradient a custom op's backward returned as an ndarray: a
+    hand-written first derivative, with no rule for its own derivative. It depends on the op's
+    inputs and upstream gradient, so differentiating through it raises instead of giving 0."""
+    reads_inputs = False
+
+    def forward(self, value: np.ndarray, *depends_on: np.ndarray, op: str = "") -> np.ndarray:
+        self.op = op
+        return value
+
+    def backward(self, grad: Tensor, out: Tensor) -> Any:
+        raise RuntimeError(f"{self.op}.backward returned ndarrays (a hand-written first derivative), so it is "
+                           "differentiable once: differentiating through it again is not defined. Write that "
+                           "backward in Tensor ops to make it differentiable twice")
+
+
+def _hand_written(ctx: Function, pg: Any, g: Tensor, create_graph: bool) -> Tensor:
+    """A gradient a backward returned as an ndarray (or number): copied into a Tensor (the op may
+    keep the array); with create_graph, an OnceDifferentiable node over the op's inputs and g."""
+    a = np.array(pg)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{ctx!r}.backward returned a {type(pg).__name__} of dtype {a.dtype}, not a gradient: "
+                        "return Tensors, ndarrays or None")
+    if not create_graph:
+        return Tensor._wrap(a)
+    with enable_grad():
+        return OnceDifferentiable.apply(Tensor._wrap(a), g, *ctx.parents, op=repr(ctx))
 
 
 def _freed_error(ctx: Function, t: Tensor) -> RuntimeError:

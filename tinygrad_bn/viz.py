@@ -161,25 +161,37 @@ def _collapse(g: Graph, names: Iterable[str]) -> Graph:
     return out
 
 
-def _overlay(g: Graph, compare: Any, rtol: float) -> dict[str, tuple[bool, float]]:
-    """node id -> (within tolerance, max rel error) for each compared tensor. `compare` is a
-    tg.check.Report (rows matched to tensors by name; "dx" or "x: ..." match a tensor named "x")
-    or a mapping tensor -> analytic gradient (compared with the tensor's .grad)."""
-    marks: dict[str, tuple[bool, float]] = {}
-    by_name = {n.tensor.name: n.id for n in g.nodes.values() if n.tensor is not None and n.tensor.name}
-    if hasattr(compare, "rows"):
-        for row in compare.rows:
-            key = row.name.split(":")[0].strip()
-            nid = by_name.get(key) or (by_name.get(key[1:]) if key.startswith("d") else None)
-            if nid is not None:
-                ok, rel = marks.get(nid, (True, 0.0))
-                marks[nid] = (ok and row.ok, max(rel, row.max_rel))
+def _overlay(g: Graph, compare: Any, rtol: float) -> dict[str, tuple[bool, str]]:
+    """node id -> (within tolerance, the label's error line) for each compared tensor. `compare` is
+    a tg.check.Audit (rows matched to their own tensors, else by name; both of its errors shown, and
+    its first wrong node), a tg.check.Report (rows matched to tensors by name; "dx" or "x: ..."
+    match a tensor named "x") or a mapping tensor -> analytic gradient (compared with .grad)."""
+    def verdict(ok: bool) -> str:
+        return "ok" if ok else "OFF"
+    marks: dict[str, tuple[bool, str]] = {}
+    if not hasattr(compare, "rows"):
+        for t, ref in compare.items():
+            nid = f"t{id(t)}"
+            if nid in g.nodes and t.grad is not None:
+                (row,) = check_compare({"grad": t.grad}, {"grad": ref}, rtol=rtol).rows
+                marks[nid] = (row.ok, f"max rel err {row.max_rel:.1e} {verdict(row.ok)}")
         return marks
-    for t, ref in compare.items():
-        nid = f"t{id(t)}"
-        if nid in g.nodes and t.grad is not None:
-            (row,) = check_compare({"grad": t.grad}, {"grad": ref}, rtol=rtol).rows
-            marks[nid] = (row.ok, row.max_rel)
+    by_name = {n.tensor.name: n.id for n in g.nodes.values() if n.tensor is not None and n.tensor.name}
+    worst: dict[str, tuple[bool, float]] = {}
+    for row in compare.rows:
+        key = row.name.split(":")[0].strip()
+        own = f"t{id(row.tensor)}" if getattr(row, "tensor", None) is not None else None
+        nid = own if own in g.nodes else by_name.get(key) or (by_name.get(key[1:]) if key.startswith("d") else None)
+        if nid is None:
+            continue
+        if hasattr(row, "vs_hand"):  # an audit row: the hand value's error, then finite differences'
+            first = "\\nFIRST WRONG" if row.name == compare.first_wrong else ""
+            marks[nid] = (row.ok, f"max rel err: hand {row.vs_hand.max_rel:.1e} {verdict(row.vs_hand.ok)}\\n"
+                                  f"finite diff {row.vs_fd.max_rel:.1e} {verdict(row.vs_fd.ok)}{first}")
+        else:  # several report rows may name one tensor: the worst of them
+            ok, rel = worst.get(nid, (True, 0.0))
+            worst[nid] = (ok and row.ok, max(rel, row.max_rel))
+            marks[nid] = (worst[nid][0], f"max rel err {worst[nid][1]:.1e} {verdict(worst[nid][0])}")
     return marks
 
 
@@ -244,7 +256,7 @@ def draw(*tensors: Tensor, backward: bool = False, show_values: bool = False, co
     return dot
 
 
-def _node_attrs(n: Node, mark: tuple[bool, float] | None) -> dict[str, str]:
+def _node_attrs(n: Node, mark: tuple[bool, str] | None) -> dict[str, str]:
     if n.kind == "op":
         fill = "#e6d5f5" if n.style == "grad_op" else "#dddddd"
         attrs = {"shape": "ellipse", "style": "filled", "fillcolor": fill, "label": n.label, "fontsize": "9"}
@@ -253,9 +265,9 @@ def _node_attrs(n: Node, mark: tuple[bool, float] | None) -> dict[str, str]:
     else:
         attrs = {"shape": "box", "style": "rounded,filled", "label": n.label, **_TENSOR_STYLE[n.style]}
     if mark is not None:
-        ok, rel = mark
-        attrs.update(fillcolor="#9be29b" if ok else "#ff8a80", penwidth="2.5",
-                     label=attrs["label"] + f"\\nmax rel err {rel:.1e} {'ok' if ok else 'OFF'}")
+        ok, text = mark
+        attrs.update(fillcolor="#9be29b" if ok else "#ff8a80", penwidth="4" if "FIRST WRONG" in text else "2.5",
+                     label=attrs["label"] + "\\n" + text)
     return attrs
 
 

@@ -1,0 +1,240 @@
+"""tg.check.node / tg.check.audit on a user's own layer, tg.Function (custom ops with a hand-written
+backward, once or twice differentiable) and gradcheck's fast mode. Each checker is shown to pass a
+right derivation and to name what is wrong in a planted slip."""
+import numpy as np
+import pytest
+
+import tinygrad_bn as tg
+from tinygrad_bn.check import GradcheckError, audit, gradcheck, gradgradcheck, node
+
+EPS = 1e-6
+
+
+# ---------------------------------------------------------------- a user layer: RMS norm, audited
+
+def rms_norm_loss(x: tg.Tensor, g: tg.Tensor, dy: np.ndarray) -> tg.Tensor:
+    """loss = sum(dy * g * x / rms(x)), rms = sqrt(mean(x^2 over the last axis) + eps), staged."""
+    ms = node("ms", (x * x).mean(axis=-1, keepdims=True))
+    rms = node("rms", (ms + EPS).sqrt())
+    inv = node("inv", 1 / rms)
+    x_hat = node("x_hat", x * inv)
+    y = node("y", x_hat * g)
+    return (y * tg.Tensor(dy)).sum()
+
+
+def rms_norm_derivation(dy: np.ndarray, slip: str | None = None):
+    """The hand backward of rms_norm_loss, stage by stage from the loss; `slip` plants a classic
+    mistake at one stage (the stages after it inherit it)."""
+    def derive(v):
+        x, g, n = v["x"], v["g"], v["x"].shape[-1]
+        d = {"y": dy}
+        d["x_hat"] = d["y"] * g
+        d["g"] = (d["y"] * v["x_hat"]).sum(axis=0)
+        d["inv"] = (d["x_hat"] * x).sum(axis=-1, keepdims=True)
+        d["rms"] = -d["inv"] / v["rms"] ** 2 if slip != "rms" else d["inv"] / v["rms"] ** 2  # sign slip
+        d["ms"] = d["rms"] / (2 * v["rms"]) if slip != "ms" else d["rms"] / v["rms"]  # d sqrt without its 1/2
+        d["x"] = d["x_hat"] * v["inv"] + d["ms"] * 2 * x / n
+        if slip == "x":  # the direct path through x_hat forgotten
+            d["x"] = d["ms"] * 2 * x / n
+        return d
+    return derive
+
+
+def rms_inputs(rng, dtype=np.float64):
+    x = tg.Tensor((rng.standard_normal((6, 5)) * 2 + 0.5).astype(dtype), name="x")
+    g = tg.Tensor((rng.standard_normal(5) + 1).astype(dtype), name="g")
+    return x, g, rng.standard_normal((6, 5)).astype(dtype)
+
+
+def test_a_right_derivation_passes_every_node(rng):
+    x, g, dy = rms_inputs(rng)
+    a = audit(lambda x, g: rms_norm_loss(x, g, dy), [x, g], rms_norm_derivation(dy))
+    assert a.ok and a.first_wrong is None, "\n" + str(a)
+    assert [r.name for r in a.rows] == ["y", "x_hat", "inv", "rms", "ms", "g", "x"] or \
+        [r.name for r in a.rows][:5] == ["y", "x_hat", "inv", "rms", "ms"]  # from the loss back
+    assert {r.name for r in a.rows} == {"y", "x_hat", "inv", "rms", "ms", "x", "g"}
+    assert all(r.fd_elements == min(r.tensor.size, 64) for r in a.rows)
+    assert "all pass" in str(a)
+
+
+@pytest.mark.parametrize("slip, inherit", [("rms", {"rms", "ms", "x"}), ("ms", {"ms", "x"}), ("x", {"x"})])
+def test_a_planted_slip_is_located(slip, inherit, rng):
+    x, g, dy = rms_inputs(rng)
+    a = audit(lambda x, g: rms_norm_loss(x, g, dy), [x, g], rms_norm_derivation(dy, slip))
+    assert not a.ok
+    assert a.first_wrong == slip, "\n" + str(a)
+    assert {r.name for r in a.rows if not r.ok} == inherit
+    assert all(r.vs_fd.ok for r in a.rows), "autograd itself is right: finite differences agree everywhere"
+    assert f"first wrong at {slip!r}" in str(a)
+
+
+def test_the_audit_runs_in_float32_with_its_default_tolerances(rng):
+    x, g, dy = rms_inputs(rng, np.float32)
+    right = audit(lambda x, g: rms_norm_loss(x, g, dy), [x, g], rms_norm_derivation(dy))
+    assert right.ok, "\n" + str(right)
+    assert audit(lambda x, g: rms_norm_loss(x, g, dy), [x, g], rms_norm_derivation(dy, "ms")).first_wrong == "ms"
+
+
+def test_a_plain_dict_a_partial_derivation_and_unnamed_inputs(rng):
+    x = tg.Tensor(rng.standard_normal((3, 4)))
+    w = tg.Tensor(rng.standard_normal((4, 2)))
+    f = lambda x, w: (node("h", x @ w).tanh() ** 2).sum()  # noqa: E731
+    h = x.data @ w.data
+    d_h = 2 * np.tanh(h) * (1 - np.tanh(h) ** 2)
+    a = audit(f, [x, w], {"h": d_h, "input1": x.data.T @ d_h})
+    assert a.ok and {r.name for r in a.rows} == {"h", "input1"}, "\n" + str(a)
+    bad = audit(f, [x, w], {"h": d_h, "input1": x.data.T @ d_h + 1e-6})
+    assert bad.first_wrong == "input1" and bad["h"].ok
+
+
+def test_a_wrong_custom_backward_fails_against_finite_differences(rng):
+    """A custom op whose backward is off by 1%: the hand derivation (right) disagrees with autograd
+    (wrong) at the op's input and everything before it, and so do the finite differences."""
+    class LeakyTanh(tg.Function):
+        def forward(self, a):
+            return np.tanh(a)
+
+        def backward(self, grad, out):
+            return grad * (1 - out * out) * 1.01
+
+    x = tg.Tensor(rng.standard_normal((4, 3)), name="x")
+
+    def f(x):
+        z = node("z", x * 2)
+        return (node("t", LeakyTanh.apply(z)) ** 2).sum()
+    t = np.tanh(2 * x.data)
+    hand = {"t": 2 * t, "z": 2 * t * (1 - t * t)}
+    hand["x"] = 2 * hand["z"]
+    a = audit(f, [x], hand)
+    assert a["t"].ok and not a["z"].vs_fd.ok and not a["x"].vs_fd.ok
+    assert a.first_wrong == "z"
+
+
+def test_node_is_the_identity_outside_an_audit():
+    t = tg.Tensor(np.ones(3), requires_grad=True) * 2
+    assert node("h", t) is t and t.name is None
+
+
+@pytest.mark.parametrize("case, error, words", [
+    ("twice", ValueError, "marks two tensors"),
+    ("unknown", ValueError, "name no node"),
+    ("random", RuntimeError, "not deterministic"),
+    ("not scalar", TypeError, "scalar floating Tensor"),
+    ("clash", ValueError, "also input names"),
+])
+def test_misuse_is_a_clear_error(case, error, words, rng):
+    x = tg.Tensor(rng.standard_normal(4), name="x")
+    fs = {
+        "twice": lambda x: (node("h", x * 2) + node("h", x * 3)).sum(),
+        "unknown": lambda x: node("h", x * 2).sum(),
+        "random": lambda x: (x * float(np.random.default_rng().random())).sum(),
+        "not scalar": lambda x: x * 2,
+        "clash": lambda x: node("x", x * 2).sum(),
+    }
+    with pytest.raises(error, match=words):
+        audit(fs[case], [x], {"hh": np.ones(4)} if case == "unknown" else {"x": np.ones(4)})
+
+
+def test_draw_overlays_the_audit(rng):
+    x, g, dy = rms_inputs(rng)
+    a = audit(lambda x, g: rms_norm_loss(x, g, dy), [x, g], rms_norm_derivation(dy, "ms"))
+    src = a.draw().source
+    assert "FIRST WRONG" in src and src.count("#ff8a80") == 2 and src.count("#9be29b") == 5  # ms, x red
+
+
+# ------------------------------------------------------------------------------- tg.Function
+
+class Cube(tg.Function):
+    """x^3 with a NumPy backward: a hand-written first derivative."""
+    def forward(self, x):
+        self.x = x
+        return x ** 3
+
+    def backward(self, grad, out):
+        return grad.numpy() * 3 * self.x ** 2
+
+
+class CubeT(tg.Function):
+    """x^3 with a backward in Tensor ops: differentiable again."""
+    def forward(self, x):
+        return x ** 3
+
+    def backward(self, grad, out):
+        (x,) = self.parents
+        return grad * 3 * x * x
+
+
+def test_a_numpy_backward_works_in_backward_and_gradcheck(rng):
+    x = tg.Tensor(rng.standard_normal(5), requires_grad=True)
+    Cube.apply(x).sum().backward()
+    np.testing.assert_allclose(x.grad.data, 3 * x.data ** 2, rtol=1e-15)
+    assert gradcheck(lambda a: Cube.apply(a) * a, [tg.Tensor(rng.standard_normal((2, 3)), requires_grad=True)])
+
+
+def test_differentiating_a_numpy_backward_again_is_an_error_naming_the_op(rng):
+    x = tg.Tensor(rng.standard_normal(5), requires_grad=True)
+    (g,) = tg.grad(Cube.apply(x).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match=r"Cube\.backward returned ndarrays.*differentiable once"):
+        tg.grad(g.sum(), x)
+    with pytest.raises(RuntimeError, match="Cube"):
+        gradgradcheck(lambda a: Cube.apply(a), [tg.Tensor(rng.standard_normal(3), requires_grad=True)])
+
+
+def test_a_tensor_backward_is_differentiable_twice(rng):
+    x = tg.Tensor(rng.standard_normal(5), requires_grad=True)
+    (g,) = tg.grad(CubeT.apply(x).sum(), x, create_graph=True)
+    (h,) = tg.grad(g.sum(), x)
+    np.testing.assert_allclose(h.data, 6 * x.data, rtol=1e-15)
+    assert gradgradcheck(lambda a: CubeT.apply(a), [tg.Tensor(rng.standard_normal(3), requires_grad=True)])
+
+
+def test_function_misuse_is_a_clear_error(rng):
+    with pytest.raises(TypeError, match="Cube.apply takes Tensors"):
+        Cube.apply(np.ones(3))
+
+    class Bad(tg.Function):
+        def forward(self, x):
+            return x
+
+        def backward(self, grad, out):
+            return "oops"
+    with pytest.raises(TypeError, match="Bad.backward returned a str"):
+        Bad.apply(tg.Tensor(np.ones(2), requires_grad=True)).sum().backward()
+
+
+# ----------------------------------------------------------------------- gradcheck fast mode
+
+class Scaled(tg.Function):
+    """tanh with its backward scaled by `k` (k = 1 is right)."""
+    def forward(self, a, k=1.0):
+        self.k = k
+        return np.tanh(a)
+
+    def backward(self, grad, out):
+        return grad * (1 - out * out) * self.k
+
+
+def layer(k):
+    return lambda x, w, b: Scaled.apply(tg.nn.functional.linear(x, w, b), k=k)
+
+
+def big_layer(rng):
+    return [tg.Tensor(rng.standard_normal((256, 512)), requires_grad=True),
+            tg.Tensor(rng.standard_normal((64, 512)) * 0.05, requires_grad=True),
+            tg.Tensor(rng.standard_normal(64), requires_grad=True)]
+
+
+def test_fast_mode_passes_a_right_backward_on_a_realistic_layer(rng):
+    assert gradcheck(layer(1.0), big_layer(rng), fast_mode=True)
+    assert gradgradcheck(lambda x, w, b: tg.nn.functional.linear(x, w, b).tanh(), big_layer(rng), fast_mode=True)
+
+
+def test_fast_mode_catches_a_wrong_backward_and_names_the_input(rng):
+    # as in PyTorch, atol is scaled by sum(u) sum(v) (~3e4 here), so the bias's small projection shows it first
+    with pytest.raises(GradcheckError, match=r"fast mode.*input 2 \(shape \(64,\)\) and output 0.*fast_mode=False"):
+        gradcheck(layer(1.02), big_layer(rng), fast_mode=True)
+    assert not gradcheck(layer(1.02), big_layer(rng), fast_mode=True, raise_exception=False)
+    small = [tg.Tensor(rng.standard_normal((3, 4)), requires_grad=True),
+             tg.Tensor(rng.standard_normal((2, 4)), requires_grad=True), tg.Tensor(rng.standard_normal(2), requires_grad=True)]
+    assert gradcheck(layer(1.0), small, fast_mode=True) and gradcheck(layer(1.0), small)
+    assert not gradcheck(layer(1.02), small, fast_mode=True, raise_exception=False)
