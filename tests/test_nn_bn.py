@@ -334,15 +334,17 @@ CE_BAD = {  # name: (target, reduction, exception, message pattern); logits (3, 
 def test_cross_entropy_bad_target_is_a_clear_error(name, rng):
     target, reduction, exc, pattern = CE_BAD[name]
     logits = tg.Tensor(rng.standard_normal((3, 4)), requires_grad=True)
+    with pytest.raises(exc, match=pattern):  # (by keyword: the third positional parameter is weight)
+        F.cross_entropy(logits, target, reduction=reduction)
     with pytest.raises(exc, match=pattern):
-        F.cross_entropy(logits, target, reduction)
-    with pytest.raises(exc, match=pattern):
-        nn.CrossEntropyLoss(reduction)(logits, target)
+        nn.CrossEntropyLoss(reduction=reduction)(logits, target)
     assert logits.grad is None
 
 
 def test_cross_entropy_bad_logits_rank():
-    with pytest.raises(ValueError, match=r"logits must be \(N, C\) or \(C,\), got \(2, 3, 4\)"):
+    with pytest.raises(ValueError, match=r"logits must be \(C,\), \(N, C\) or \(N, C, d1, \.\.\.\), got \(\)"):
+        F.cross_entropy(tg.Tensor(np.zeros(())), np.zeros((), np.int64))
+    with pytest.raises(ValueError, match=r"target \(2,\) fits neither class indices \(2, 4\)"):  # (N, C, d1)
         F.cross_entropy(tg.Tensor(np.zeros((2, 3, 4))), np.zeros(2, np.int64))
 
 

@@ -118,6 +118,31 @@ def layernorm_backward(dy: np.ndarray, cache: dict[str, Any]) -> tuple[np.ndarra
     return dx, (dy * x_hat).sum(axis=batch), dy.sum(axis=batch)
 
 
+# -------------------------------------------------------------------------------- group norm
+
+def groupnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, num_groups: int, eps: float = 1e-5,
+                      ) -> tuple[np.ndarray, dict[str, Any]]:
+    """Group norm: x (N, C, *) seen as (N, G, D), D = C/G * prod(*), each row standardized as in layer
+    norm (biased variance), shaped back, then y = gamma_c x_hat + beta_c per channel; gamma, beta: (C,)."""
+    n, c = x.shape[:2]
+    d = x.size // max(n * num_groups, 1)
+    _, group = layernorm_forward(x.reshape(n, num_groups, d), np.ones(d, x.dtype), np.zeros(d, x.dtype), eps)
+    x_hat = group["x_hat"].reshape(x.shape)
+    axes = (0,) + tuple(range(2, x.ndim))  # the axes a channel's gamma and beta are summed over
+    g = _expand(gamma, axes, x.ndim)
+    return g * x_hat + _expand(beta, axes, x.ndim), {"group": group, "x_hat": x_hat, "gamma": g, "axes": axes}
+
+
+def groupnorm_backward(dy: np.ndarray, cache: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Within a group, layer norm's compact formula over its D values (layernorm_backward on the (N, G, D)
+    view, fed g = dy * gamma_c with unit gain); gamma and beta per channel, as in batch norm:
+        dx     = 1 / (D std) * (D g - sum_j g_j - x_hat sum_j g_j x_hat_j),  g = dy * gamma_c
+        dgamma = sum over N and * of dy x_hat,   dbeta = sum over N and * of dy"""
+    axes, x_hat, group = cache["axes"], cache["x_hat"], cache["group"]
+    dx, _, _ = layernorm_backward((dy * cache["gamma"]).reshape(group["x_hat"].shape), group)
+    return dx.reshape(dy.shape), (dy * x_hat).sum(axis=axes), dy.sum(axis=axes)
+
+
 # ----------------------------------------------------------------- softmax and cross-entropy
 
 def softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -130,14 +155,36 @@ def one_hot(labels: np.ndarray, num_classes: int, dtype: Any = np.float64) -> np
     return np.eye(num_classes, dtype=dtype)[labels]
 
 
-def softmax_cross_entropy_backward(logits: np.ndarray, target: np.ndarray, reduction: str = "mean") -> np.ndarray:
-    """dJ/dz for J = mean_i -sum_j y_ij log softmax(z_i)_j (SEED.md section 5): (y_hat - y) / m,
-    valid for one-hot and for probability targets (rows of y summing to 1). `target` holds class
-    indices (m,) or probabilities shaped like `logits` (m, C). reduction "sum" drops the 1/m;
-    "none" gives the per-example rows."""
-    y = one_hot(target, logits.shape[-1], logits.dtype) if target.shape != logits.shape else target
-    dz = softmax(logits, axis=-1) - y
-    return dz / logits.shape[0] if reduction == "mean" and logits.ndim == 2 else dz
+def softmax_cross_entropy_backward(logits: np.ndarray, target: np.ndarray, reduction: str = "mean",
+                                   weight: np.ndarray | None = None, ignore_index: int = -100,
+                                   label_smoothing: float = 0.0) -> np.ndarray:
+    """dJ/dz of F.cross_entropy (SEED.md section 5, with PyTorch's weight, ignore_index and smoothing).
+    logits (C,), (N, C) or (N, C, d1, ...), classes in axis 1; p = softmax(z) per position, w the class
+    weights (else 1), W = sum_c w_c, eps = label_smoothing. As d(-log p_k)/dz_c = p_c - [c = k]:
+        class indices y:  l = (1-eps) w_y (-log p_y) + eps/C sum_k w_k (-log p_k)
+                          dl/dz = (1-eps) w_y (p - onehot(y)) + eps/C (W p - w);  0 where y == ignore_index
+        probabilities y:  l = -sum_k w_k y'_k log p_k,  y' = (1-eps) y + eps/C
+                          dl/dz = p sum_k w_k y'_k - w y'
+    Unweighted and unsmoothed both are (y_hat - y) (y summing to 1). reduction "mean" divides by sum w_y
+    over the positions not ignored (indices) or by the number of positions (probabilities): (y_hat - y) / m;
+    "sum" does not divide; "none" gives each position's gradient of its own loss."""
+    ax = min(logits.ndim - 1, 1)
+    z = np.moveaxis(logits, ax, -1)  # the classes last: (..., C)
+    n_cls, eps = z.shape[-1], label_smoothing
+    p = softmax(z, axis=-1)
+    w = np.ones(n_cls, logits.dtype) if weight is None else np.asarray(weight, logits.dtype)
+    if target.shape == logits.shape:
+        y = (1 - eps) * np.moveaxis(target, ax, -1) + eps / n_cls
+        dz = p * (w * y).sum(axis=-1, keepdims=True) - w * y
+        total = z.size // max(n_cls, 1)
+    else:
+        keep = target != ignore_index
+        y = np.where(keep, target, 0)
+        w_y = np.where(keep, w[y], 0)[..., None]
+        dz = (1 - eps) * w_y * (p - one_hot(y, n_cls, logits.dtype)) + eps / n_cls * (w.sum() * p - w)
+        dz = np.where(keep[..., None], dz, 0)
+        total = w_y.sum()
+    return np.moveaxis(dz / total if reduction == "mean" else dz, -1, ax)
 
 
 # -------------------------------------------------------------------------- linear and relu

@@ -328,13 +328,67 @@ class LayerNorm(Module):
         return f"{self.normalized_shape}, eps={self.eps}"
 
 
+class GroupNorm(Module):
+    """F.group_norm: each example's channels normalized in num_groups groups of num_channels / num_groups
+    (statistics over a group's channels and the trailing axes); weight 1 and bias 0, shape (C,), initially."""
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True,
+                 dtype: Any = DEFAULT_FLOAT):
+        self.num_groups = F._size("GroupNorm", "num_groups", num_groups)
+        self.num_channels = F._size("GroupNorm", "num_channels", num_channels)
+        if self.num_groups == 0 or self.num_channels % self.num_groups:  # PyTorch's ValueError, at once
+            raise ValueError(f"GroupNorm: num_channels={self.num_channels} must be divisible by "
+                             f"num_groups={self.num_groups}")
+        self.eps, self.affine = eps, affine
+        self.weight = Parameter(np.ones(self.num_channels, dtype)) if affine else None    # gamma
+        self.bias = Parameter(np.zeros(self.num_channels, dtype)) if affine else None     # beta
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+
+
+class Embedding(Module):
+    """A lookup table, F.embedding: row i of weight (num_embeddings, embedding_dim) for index i.
+    PyTorch's initialization: weight ~ N(0, 1)."""
+    def __init__(self, num_embeddings: int, embedding_dim: int, dtype: Any = DEFAULT_FLOAT,
+                 rng: np.random.Generator | None = None):
+        self.num_embeddings = F._size("Embedding", "num_embeddings", num_embeddings)
+        self.embedding_dim = F._size("Embedding", "embedding_dim", embedding_dim)
+        rng = rng or default_rng()
+        self.weight = Parameter(rng.standard_normal((self.num_embeddings, self.embedding_dim)).astype(dtype))
+
+    def forward(self, indices: Any) -> Tensor:
+        return F.embedding(indices, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}"
+
+
 class CrossEntropyLoss(Module):
-    """F.cross_entropy as a module: loss(logits, target)."""
-    def __init__(self, reduction: str = "mean"):
-        self.reduction = reduction
+    """F.cross_entropy as a module: loss(logits, target). `weight` (C,), if given, is a buffer (state_dict
+    key "weight"), as in PyTorch; it is used in the logits' dtype."""
+    def __init__(self, weight: Any = None, ignore_index: int = -100, reduction: str = "mean",
+                 label_smoothing: float = 0.0):
+        if isinstance(weight, str):  # CrossEntropyLoss(reduction): the call form from before weight existed
+            if reduction != "mean":
+                raise TypeError(f"CrossEntropyLoss: got reduction twice, {weight!r} in weight's place and "
+                                f"{reduction!r}")
+            weight, reduction = None, weight
+        F._check_reduction("CrossEntropyLoss", reduction)  # at once (PyTorch only checks it on the first call)
+        self.ignore_index, self.reduction, self.label_smoothing = ignore_index, reduction, label_smoothing
+        self.register_buffer("weight", None if weight is None else Tensor(
+            np.array(weight._data if isinstance(weight, Tensor) else weight)))
 
     def forward(self, logits: Tensor, target: Any) -> Tensor:
-        return F.cross_entropy(logits, target, self.reduction)
+        return F.cross_entropy(logits, target, None if self.weight is None else self.weight._data, self.ignore_index,
+                               self.reduction, self.label_smoothing)
+
+    def extra_repr(self) -> str:
+        return ", ".join(s for s in (f"ignore_index={self.ignore_index}" if self.ignore_index != -100 else "",
+                                     f"reduction={self.reduction!r}" if self.reduction != "mean" else "",
+                                     f"label_smoothing={self.label_smoothing}" if self.label_smoothing else "") if s)
 
 
 class Tanh(Module):
@@ -373,5 +427,6 @@ class MSELoss(Module):
 
 
 __all__ = ["Module", "Parameter", "Linear", "ReLU", "Dropout", "Sequential", "BatchNorm1d", "BatchNorm2d", "LayerNorm",
+           "GroupNorm", "Embedding",
            "CrossEntropyLoss", "Tanh", "Sigmoid", "Flatten", "MSELoss", "functional"]
 functional = F

@@ -6,28 +6,28 @@ from __future__ import annotations
 import math
 import operator
 import warnings
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ..engine import ShapeError, no_grad, scope
-from ..tensor import Tensor
+from ..tensor import Tensor, where
 
 STAGES = ("mu", "xc", "var", "std", "x_hat")  # the named nodes of the normalization graph, in order
 
 
-def standardize(x: Tensor, axes: tuple[int, ...], eps: float, mark: Callable[[str, Tensor], Tensor] | None = None,
+def standardize(x: Tensor, axes: tuple[int, ...], eps: float, given: dict[str, Tensor] | None = None,
                 ) -> dict[str, Tensor]:
     """The normalization graph of SEED.md section 2, one named Tensor per stage:
         mu = mean(x), xc = x - mu, var = mean(xc^2) (biased: divide by m),
         std = sqrt(var + eps), x_hat = xc / std       (statistics over `axes`, kept as size-1 dims).
-    Each stage passes through `mark` (tg.check.node, for an audit that perturbs one node and
-    recomputes what depends on it)."""
+    `given` replaces a stage's value, so a finite-difference audit can perturb one node and
+    recompute only what lies downstream of it."""
+    given = given or {}
     s: dict[str, Tensor] = {"x": x}
 
     def stage(name: str, value: Tensor) -> Tensor:
-        s[name] = mark(name, value) if mark is not None else value
+        s[name] = given.get(name, value)
         if s[name].name is None and s[name].requires_grad:
             s[name].name = name
         return s[name]
@@ -37,7 +37,7 @@ def standardize(x: Tensor, axes: tuple[int, ...], eps: float, mark: Callable[[st
         return xc, stage("var", (xc * xc).mean(axes, keepdims=True))
 
     xc, var = centered(x.mean(axes, keepdims=True))
-    if mark is None and _imprecise_mean(x, s["mu"], var, eps):  # (an audit marks each stage once: plain mean)
+    if _imprecise_mean(x, s["mu"], var, eps) and "mu" not in given:
         # A float32 sum is off by a few to ~sqrt(m) ulps of |mu| (same-signed data), and where the
         # spread is as small as that (a constant row: xc is all error) x_hat = error / sqrt(eps),
         # 0.3 for a row of 1e4 (PyTorch, accumulating in float64, gives 0). Then mu = c + mean(x - c)
@@ -188,6 +188,30 @@ def layer_norm(x: Tensor, normalized_shape: int | tuple[int, ...], weight: Tenso
         return _affine(standardize(x, tuple(range(x.ndim - len(shape), x.ndim)), eps)["x_hat"], weight, bias)
 
 
+def group_norm(x: Tensor, num_groups: int, weight: Tensor | None = None, bias: Tensor | None = None,
+               eps: float = 1e-5) -> Tensor:
+    """PyTorch's group norm: x (N, C, *) seen as (N, G, C/G * prod(*)), each group of C/G channels
+    (with the trailing axes) standardized over the last axis by the batch norm graph, shaped back, then
+    y = gamma_c x_hat + beta_c per channel. G = 1 is layer norm over (C, *); G = C is instance norm."""
+    _need_tensor("group_norm", x=x, **{k: v for k, v in (("weight", weight), ("bias", bias)) if v is not None})
+    _need_float("group_norm", x)
+    g = _size("group_norm", "num_groups", num_groups)
+    if x.ndim < 2:
+        raise ShapeError(f"group_norm: expected input (N, C, ...) with at least 2 dims, got {x.shape}")
+    n, c = x.shape[:2]
+    if g == 0 or c % g:
+        raise ShapeError(f"group_norm: the {c} channels of input {x.shape} (axis 1) do not split into "
+                         f"num_groups={g} equal groups; use a num_groups that divides {c}")
+    for what, v in (("weight", weight), ("bias", bias)):
+        if v is not None and v.shape != (c,):
+            raise ShapeError(f"group_norm: {what} must have shape ({c},), one per channel of input {x.shape}, "
+                             f"got {v.shape}")
+    with scope("group_norm"):
+        groups = x.reshape((n, g, x.size // max(n * g, 1)))  # (N, G, C/G * prod(*)): a group is one row
+        x_hat = standardize(groups, (2,), eps)["x_hat"].reshape(x.shape)
+        return _affine(x_hat, _channel(weight, x.ndim), _channel(bias, x.ndim))
+
+
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
     return x.softmax(axis)
 
@@ -210,40 +234,123 @@ def linear(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
     return y if b is None else y + b
 
 
-def cross_entropy(logits: Tensor, target: Any, reduction: str = "mean") -> Tensor:
-    """J = mean_i -sum_j y_ij log softmax(z_i)_j (SEED.md section 5), computed as -y . log_softmax(z),
-    whose log-sum-exp keeps it finite for any logits. logits: (N, C) or (C,). target: class indices
-    (N,) (an int ndarray or Tensor), or probabilities / one-hot shaped like logits. reduction:
-    "mean" (over N) | "sum" | "none" (the per-example losses)."""
+def embedding(indices: Any, weight: Tensor) -> Tensor:
+    """weight[indices]: the rows of weight (num_embeddings, dim) at integer indices of any shape, giving
+    (*indices.shape, dim). The gradient adds each upstream row into its index's row of d weight (the
+    adjoint of indexing), so a repeated index accumulates. The indices themselves have no gradient."""
+    _need_tensor("embedding", weight=weight)
+    if weight.ndim != 2:
+        raise ShapeError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got {weight.shape}")
+    idx = indices._data if isinstance(indices, Tensor) else np.asarray(indices)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"embedding: indices must be integers, got dtype {idx.dtype}")
+    bad = (idx < 0) | (idx >= weight.shape[0])
+    if bad.any():  # (negative ones too, as PyTorch: a row is never counted from the end)
+        raise IndexError(f"embedding: index {idx[bad].flat[0]} out of range for {weight.shape[0]} embeddings "
+                         f"(at position {tuple(int(i) for i in np.argwhere(bad)[0])} of indices {idx.shape})")
+    with scope("embedding"):
+        return weight[idx]
+
+
+def cross_entropy(logits: Tensor, target: Any, weight: Any = None, ignore_index: int = -100, reduction: str = "mean",
+                  label_smoothing: float = 0.0) -> Tensor:
+    """PyTorch's cross_entropy, -sum_c y_c log softmax(z)_c per position (SEED.md section 5). logits (C,),
+    (N, C) or (N, C, d1, ...), classes in axis 1; target class indices (), (N,) or (N, d1, ...) (an int
+    ndarray or Tensor), or probabilities / one-hot of the logits' shape. With class weights w (C,) (else
+    1), smoothing eps and p = softmax(z), per position:
+        indices:       l = (1 - eps) w_y (-log p_y) + eps/C sum_c w_c (-log p_c); 0 where y == ignore_index
+        probabilities: l = -sum_c w_c ((1 - eps) y_c + eps/C) log p_c
+    reduction "none" | "sum" | "mean": sum l / sum of w_y over the positions not ignored (indices: PyTorch's
+    weighted mean, NaN when all are ignored), or / the number of positions (probabilities)."""
+    if isinstance(weight, str):  # (logits, target, reduction): the call form from before weight existed
+        if reduction != "mean":
+            raise TypeError(f"cross_entropy: got reduction twice, {weight!r} in weight's place and {reduction!r}")
+        weight, reduction = None, weight
     _need_tensor("cross_entropy", logits=logits)
     _check_reduction("cross_entropy", reduction)
-    if logits.ndim not in (1, 2):
-        raise ShapeError(f"cross_entropy: logits must be (N, C) or (C,), got {logits.shape}")
+    if logits.ndim == 0:
+        raise ShapeError("cross_entropy: logits must be (C,), (N, C) or (N, C, d1, ...), got ()")
+    if isinstance(label_smoothing, (bool, np.bool_)) or not isinstance(label_smoothing, (int, float, np.number)) \
+            or not 0 <= label_smoothing <= 1:
+        raise ValueError(f"cross_entropy: label_smoothing must be a number in [0, 1], got {label_smoothing!r}")
+    ignore_index = _index("cross_entropy", "ignore_index", ignore_index)
+    ax = min(logits.ndim - 1, 1)  # the class axis
+    n_cls, eps = logits.shape[ax], float(label_smoothing)
+    w = _class_weights(weight, n_cls, logits)
+    wb = w if w is None or logits.ndim <= 2 else w.reshape((-1,) + (1,) * (logits.ndim - 2))  # (C, 1, ...)
     t = target._data if isinstance(target, Tensor) else np.asarray(target)
-    with scope("cross_entropy"):
-        if t.shape == logits.shape and t.dtype.kind != "f":
+    if t.shape == logits.shape:  # probabilities (one-hot included)
+        if t.dtype.kind != "f":
             raise TypeError(f"cross_entropy: a target shaped like the logits {logits.shape} holds probabilities and "
-                            f"must be floating, got {t.dtype}; class indices have shape {logits.shape[:-1]}")
-        if t.shape == logits.shape:  # probabilities (one-hot included)
-            losses = -(logits.log_softmax(axis=-1) * (target if isinstance(target, Tensor) else Tensor(t))).sum(axis=-1)
-        elif t.shape == logits.shape[:-1]:
-            if t.dtype.kind not in "iu":
-                raise TypeError(f"cross_entropy: class-index targets must be integers, got {t.dtype} {t.shape}"
-                                f"; probability targets must have the logits' shape {logits.shape}")
-            n_cls = logits.shape[-1]
-            bad = (t < 0) | (t >= n_cls)
-            if bad.any():
-                raise IndexError(f"cross_entropy: label {t[bad].flat[0]} out of range for {n_cls} classes "
-                                 f"(at index {tuple(int(i) for i in np.argwhere(bad)[0])})")
-            # -log softmax(z)_y = log sum_j exp(z_j - m) - (z_y - m) with m the detached row max (the loss
-            # is shift-invariant): only the true class's logit is gathered, log_softmax is never built
-            shifted = logits - logits._shift((logits.ndim - 1,))
-            picked = shifted[np.arange(t.shape[0]), t] if t.ndim == 1 else shifted[t]
-            losses = shifted.exp().sum(axis=-1).log() - picked
-        else:
-            raise ShapeError(f"cross_entropy: target {t.shape} fits neither class indices {logits.shape[:-1]} "
-                             f"nor probabilities {logits.shape} for logits {logits.shape}")
-        return _reduce(losses, reduction)
+                            f"must be floating, got {t.dtype}; class indices have shape "
+                            f"{logits.shape[:ax] + logits.shape[ax + 1:]}")
+        if ignore_index >= 0:  # (PyTorch's check: a negative one is accepted and has no effect)
+            raise ValueError(f"cross_entropy: ignore_index={ignore_index} is not supported for probability targets; "
+                             "leave it at -100 or pass class indices")
+        with scope("cross_entropy"):
+            y = target if isinstance(target, Tensor) else Tensor(t)
+            y = y if not eps else y * (1 - eps) + eps / n_cls  # the target mixed with the uniform distribution
+            logp = logits.log_softmax(axis=ax)
+            return _reduce(-((logp if w is None else logp * wb) * y).sum(axis=ax), reduction)
+    if t.shape != logits.shape[:ax] + logits.shape[ax + 1:]:
+        raise ShapeError(f"cross_entropy: target {t.shape} fits neither class indices "
+                         f"{logits.shape[:ax] + logits.shape[ax + 1:]} nor probabilities {logits.shape} "
+                         f"for logits {logits.shape}")
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"cross_entropy: class-index targets must be integers, got {t.dtype} {t.shape}"
+                        f"; probability targets must have the logits' shape {logits.shape}")
+    ignored = t == ignore_index
+    bad = (t < 0) | (t >= n_cls)
+    bad &= ~ignored
+    if bad.any():
+        raise IndexError(f"cross_entropy: label {t[bad].flat[0]} out of range for {n_cls} classes "
+                         f"(at index {tuple(int(i) for i in np.argwhere(bad)[0])})")
+    some_ignored = bool(ignored.any())
+    with scope("cross_entropy"):
+        z = logits
+        if some_ignored:  # an ignored position's logits reach neither its loss nor the gradient (0, even if not finite)
+            z = where(np.expand_dims(~ignored, ax), logits, 0.0)
+            t = np.where(ignored, 0, t)  # any valid class: its loss is deselected below
+        # -log softmax(z)_y = log sum_j exp(z_j - m) - (z_y - m) with m the detached max over the classes (the
+        # loss is shift-invariant): only the true class's logit is gathered, log_softmax is never built
+        shifted = z - z._shift((ax,))
+        lse = shifted.exp().sum(axis=ax).log()
+        grid = list(np.indices(t.shape, sparse=True))
+        grid.insert(ax, t)
+        losses = lse - shifted[tuple(grid)]
+        w_y = None if w is None else w[t]
+        if w_y is not None:
+            losses = losses * w_y
+        if eps:  # sum_c w_c (-log p_c) = sum_c w_c (lse - shifted_c), a sum of non-negative terms
+            smooth = lse * n_cls - shifted.sum(axis=ax) if w is None else lse * w.sum() - (shifted * wb).sum(axis=ax)
+            losses = losses * (1 - eps) + smooth * (eps / n_cls)
+        if some_ignored:
+            losses = where(ignored, 0.0, losses)
+        if reduction != "mean" or (w is None and not some_ignored):
+            return _reduce(losses, reduction)
+        # the weighted mean: divide by the total weight of the targets counted (their number, unweighted)
+        total = int((~ignored).sum()) if w_y is None else (w_y if not some_ignored else where(ignored, 0.0, w_y)).sum()
+        return losses.sum() / total
+
+
+def _index(fn: str, what: str, n: Any) -> int:
+    """An int (a NumPy integer too, never a bool or a float) as a Python int."""
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"{fn}: {what} must be an int, got {type(n).__name__} {n!r}")
+    return int(n)
+
+
+def _class_weights(weight: Any, n_cls: int, logits: Tensor) -> Tensor | None:
+    """cross_entropy's per-class weights as a (C,) Tensor (an ndarray or list in the logits' dtype)."""
+    if weight is None:
+        return None
+    w = weight if isinstance(weight, Tensor) else np.asarray(weight)
+    if w.dtype.kind != "f" and (isinstance(weight, Tensor) or w.dtype.kind not in "iu"):
+        raise TypeError(f"cross_entropy: weight must hold floating numbers, got {w.dtype}")
+    if w.shape != (n_cls,):
+        raise ShapeError(f"cross_entropy: weight must have shape (C,) = ({n_cls},), one per class of the logits "
+                         f"{logits.shape}, got {w.shape}")
+    return w if isinstance(w, Tensor) else Tensor(w.astype(logits.dtype))
 
 
 def _reduce(losses: Tensor, reduction: str) -> Tensor:
@@ -294,4 +401,5 @@ def one_hot(labels: Any, num_classes: int = -1) -> Tensor:
 
 
 __all__ = ["batch_norm", "layer_norm", "softmax", "log_softmax", "relu", "linear", "cross_entropy", "standardize",
+           "group_norm", "embedding",
            "STAGES", "mse_loss", "one_hot"]
