@@ -51,3 +51,31 @@ def standardize(x_train: np.ndarray, *others: np.ndarray, eps: float = 1e-8) -> 
     mu = x_train.mean(axis=0)
     sigma = np.sqrt(((x_train - mu) ** 2).mean(axis=0)) + eps
     return [((a - mu) / sigma).astype(x_train.dtype) for a in (x_train, *others)]
+
+
+# A syllable grammar of our own for name-like words: syllables of an onset (or none) and a vowel, a
+# soft consonant now and then between them, and an ending; the letters lean toward those of given names.
+_ONSETS = ("b", "c", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "z", "l", "m",
+           "n", "r", "s", "t", "br", "ch", "cl", "dr", "fr", "gr", "kr", "sh", "st", "th", "tr", "y")
+_VOWELS = ("a", "e", "i", "o", "u", "a", "e", "i", "o", "a", "e", "ai", "ea", "ee", "ia", "io", "y")
+_JOINS = ("l", "n", "r", "s", "m", "nd", "rl", "nn", "ll")  # closes a syllable before the next one
+_ENDINGS = ("", "a", "a", "e", "ie", "y", "o", "n", "on", "an", "en", "in", "yn", "el", "elle", "ia", "ah", "us",
+            "er", "lyn", "ette", "ton", "ley", "ine", "ina", "x", "s", "th", "rd", "ck")
+
+
+def generated_names(n: int = 4000, seed: int = 0) -> list[str]:
+    """`n` distinct name-like words (lowercase a-z, 3-10 letters) from a seeded syllable grammar written
+    for this project: a stand-in for the names.txt of Karpathy's makemore, which we do not ship."""
+    if n < 1:
+        raise ValueError(f"generated_names: n must be >= 1, got {n}")
+    rng = np.random.default_rng(seed)
+    pick = lambda options: options[rng.integers(len(options))]  # noqa: E731
+    seen: dict[str, None] = {}  # insertion-ordered: the same seed gives the same list in the same order
+    while len(seen) < n:
+        syllables = [(pick(_ONSETS) if i or rng.random() < 0.85 else "") + pick(_VOWELS)
+                     for i in range(rng.choice([1, 2, 3], p=[0.3, 0.55, 0.15]))]
+        word = "".join(s + (pick(_JOINS) if rng.random() < 0.3 else "") for s in syllables[:-1])
+        word += syllables[-1] + pick(_ENDINGS)
+        if 3 <= len(word) <= 10:
+            seen.setdefault(word)
+    return list(seen)
