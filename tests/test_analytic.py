@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import tinygrad_bn as tg
-from tinygrad_bn import analytic, cli, ops
+from tinygrad_bn import analytic, cli, ops, report
 from tinygrad_bn.check import audit_batch_norm, compare, numerical_grad
 
 EPS = 1e-5
@@ -297,7 +297,7 @@ def test_cli_check_fails_when_a_formula_is_wrong(monkeypatch, capsys):
         dx, dgamma, dbeta = real(dy, cache)
         return dx * (1 + 1e-9), dgamma, dbeta
     monkeypatch.setattr(analytic, "batchnorm_backward", wrong)
-    n_train = sum(case.startswith("batch norm train") for case, *_ in cli.gradient_cases(quick=True))
+    n_train = sum(case.startswith("batch norm train") for case, *_ in report.gradient_cases(quick=True))
     assert n_train >= 8
     assert cli.main(["check", "--quick"]) == 1
     out = capsys.readouterr().out

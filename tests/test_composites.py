@@ -10,7 +10,7 @@ import tinygrad_bn as tg
 import tinygrad_bn.nn.functional as F
 from tinygrad_bn import analytic
 from tinygrad_bn.check import compare, gradcheck, numerical_grad
-from tinygrad_bn.cli import gradient_cases, run_case
+from tinygrad_bn.report import gradient_cases, run_case
 
 EPS = 1e-5
 RTOL = 1e-12     # autograd against the formulas, float64: round-off only

@@ -7,7 +7,7 @@ from .creation import (arange, eye, from_numpy, full, manual_seed, multinomial, 
                        zeros, zeros_like)
 from . import analytic, check, nn, optim, viz
 
-__all__ = ["Tensor", "Function", "tensor", "from_numpy", "zeros", "ones", "randn", "full", "eye", "arange", "zeros_like",
-           "ones_like", "randint", "multinomial", "maximum", "minimum", "where", "cat", "stack", "manual_seed",
-           "grad", "no_grad", "enable_grad", "is_grad_enabled", "scope", "ShapeError", "AxisError",
+__all__ = ["Tensor", "Function", "tensor", "from_numpy", "zeros", "ones", "randn", "full", "eye", "arange",
+           "zeros_like", "ones_like", "randint", "multinomial", "maximum", "minimum", "where", "cat", "stack",
+           "manual_seed", "grad", "no_grad", "enable_grad", "is_grad_enabled", "scope", "ShapeError", "AxisError",
            "detect_anomaly", "AnomalyError", "analytic", "check", "nn", "optim", "viz", "engine"]

@@ -62,10 +62,17 @@ def batchnorm_backward_staged(dy: np.ndarray, cache: dict[str, Any]) -> dict[str
     mu -> xc -> var -> std -> x_hat -> y, returning every intermediate gradient by name
     (d x_hat, d std, d var, d xc, d mu, ...) so each step can be audited on its own.
     'xc' is the total gradient of xc (through x_hat and through var)."""
-    axes, m = cache["axes"], cache["m"]
-    xc, std, x_hat, gamma = cache["xc"], cache["std"], cache["x_hat"], cache["gamma"]
+    axes, x_hat = cache["axes"], cache["x_hat"]
     d = {"y": dy, "beta": dy.sum(axis=axes), "gamma": (dy * x_hat).sum(axis=axes)}
-    d["x_hat"] = dy * gamma                                              # y = gamma x_hat + beta
+    return {**d, **standardize_backward_staged(dy * cache["gamma"], cache)}  # y = gamma x_hat + beta
+
+
+def standardize_backward_staged(d_x_hat: np.ndarray, cache: dict[str, Any]) -> dict[str, np.ndarray]:
+    """From d x_hat back through x_hat = xc / std, std = sqrt(var + eps), var = mean(xc^2),
+    xc = x - mu, mu = mean(x), the means over cache["axes"] (m values each): the steps batch,
+    layer and group norm share. cache holds xc, std, axes, m."""
+    axes, m, xc, std = cache["axes"], cache["m"], cache["xc"], cache["std"]
+    d = {"x_hat": d_x_hat}
     d["std"] = (d["x_hat"] * -xc / std**2).sum(axis=axes, keepdims=True)  # x_hat = xc / std
     d["var"] = d["std"] / (2 * std)                                      # std = sqrt(var + eps)
     d["xc"] = d["x_hat"] / std + d["var"] * 2 * xc / m                   # var = mean(xc^2), and x_hat

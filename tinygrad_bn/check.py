@@ -421,8 +421,9 @@ def audit(f: Callable, inputs: Sequence[Tensor], derivation: Callable | dict, rt
     with no_grad():
         again = f(*args)
         if float(again._data) != loss0:
-            raise RuntimeError(f"audit: f is not deterministic (loss {loss0!r}, then {float(again._data)!r} on a re-run):"
-                               " finite differences need the same function every call; seed or remove randomness")
+            raise RuntimeError(f"audit: f is not deterministic (loss {loss0!r}, then {float(again._data)!r} on a "
+                               "re-run): finite differences need the same function every call; seed or drop the "
+                               "randomness")
         for k, h_val in hand.items():
             base, ag = values[k], autograd[k]
             scale = max(rms[k], floor)

@@ -116,7 +116,7 @@ def pictures(seed: int = 0) -> list[tuple[str, str, Any]]:
 def render_gallery(out: str | Path, seed: int = 0, formats: tuple[str, ...] = ("svg", "png")) -> list[Path]:
     """Render every picture into `out` as SVG and PNG, plus index.html with captions and the
     `tinygrad-bn check` table. Returns the files written."""
-    from tinygrad_bn.cli import main as cli_main
+    from tinygrad_bn.report import check
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -129,7 +129,7 @@ def render_gallery(out: str | Path, seed: int = 0, formats: tuple[str, ...] = ("
                      f"{html.escape(caption)}</figcaption></figure>")
     table = io.StringIO()
     with contextlib.redirect_stdout(table):
-        cli_main(["check", "--quick", "--seed", str(seed)])
+        check(seed, quick=True)
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>tinygrad_bn gallery</title><style>"
         "body{font-family:sans-serif;max-width:1100px;margin:auto}figure{margin:2em 0}"
