@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import tinygrad_bn as tg
+from tinygrad_bn import analytic, report
 from tinygrad_bn.check import GradcheckError, audit, gradcheck, gradgradcheck, node
 from tinygrad_bn.report import rms_norm_derivation, rms_norm_loss
 
@@ -208,3 +209,51 @@ def test_fast_mode_catches_a_wrong_backward_and_names_the_input(rng):
     small = [tg.Tensor(rng.standard_normal(shape), requires_grad=True) for shape in ((3, 4), (2, 4), (2,))]
     assert gradcheck(layer(1.0), small, fast_mode=True) and gradcheck(layer(1.0), small)
     assert not gradcheck(layer(1.02), small, fast_mode=True, raise_exception=False)
+
+
+# ------------------------------------------------- the library's audits, and slips planted in them
+
+def test_every_audit_of_check_audit_passes():
+    result = report.audits(seed=0)
+    assert len(result) >= 4
+    for a in result:
+        assert a.ok, "\n" + str(a)
+
+
+def test_layer_norm_audit_locates_a_wrong_step(monkeypatch, rng):
+    """d var = d std / std (sqrt's 1/2 forgotten) in the steps layer norm shares with batch norm:
+    var is named, xc and x inherit it, mu is immune (sum_j xc_j = 0)."""
+    real = analytic.standardize_backward_staged
+
+    def slip(d_x_hat, cache):
+        d = dict(real(d_x_hat, cache))
+        axes, m, xc, std = cache["axes"], cache["m"], cache["xc"], cache["std"]
+        d["var"] = d["std"] / std
+        d["xc"] = d["x_hat"] / std + d["var"] * 2 * xc / m
+        d["mu"] = -d["xc"].sum(axis=axes, keepdims=True)
+        d["x"] = d["xc"] + d["mu"] / m
+        return d
+    monkeypatch.setattr(analytic, "standardize_backward_staged", slip)
+    x = rng.standard_normal((4, 6)) * 2 + 1
+    a = report.audit_layer_norm(x, rng.standard_normal(6) + 1, rng.standard_normal(6), rng.standard_normal(x.shape))
+    assert a.first_wrong == "var", "\n" + str(a)
+    assert {r.name for r in a.rows if not r.ok} == {"var", "xc", "x"}
+
+
+def test_softmax_ce_audit_locates_a_wrong_step(rng):
+    """d total with the wrong sign (log's derivative 1/total, its minus lost): counts and shifted
+    inherit it; logp and the compact dz stay right."""
+    y = rng.dirichlet(np.ones(5), 6)
+    right = report.softmax_ce_derivation(y)
+
+    def slip(v):
+        d = right(v)
+        d["total"] = d["logp"].sum(axis=1, keepdims=True) / v["total"]
+        d["counts"] = np.broadcast_to(d["total"], v["counts"].shape)
+        d["shifted"] = d["logp"] + d["counts"] * v["counts"]
+        return d
+    z = tg.Tensor(rng.standard_normal((6, 5)) * 3, name="z")
+    assert audit(lambda z: report.softmax_ce_loss(z, y), [z], right).ok
+    a = audit(lambda z: report.softmax_ce_loss(z, y), [z], slip)
+    assert a.first_wrong == "total", "\n" + str(a)
+    assert {r.name for r in a.rows if not r.ok} == {"total", "counts", "shifted"}
