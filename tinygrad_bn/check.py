@@ -428,8 +428,9 @@ def audit(f: Callable, inputs: Sequence[Tensor], derivation: Callable | dict, rt
             base, ag = values[k], autograd[k]
             scale = max(rms[k], floor)
             step = eps * scale
-            picked = np.arange(base.size) if base.size <= fd_elements else np.union1d(
-                rng.choice(base.size, fd_elements - 1, replace=False), [int(np.argmax(np.abs(ag)))])
+            top = int(np.argmax(np.abs(ag))) if ag.size else 0  # the largest gradient, and a seeded sample
+            picked = np.arange(base.size) if base.size <= fd_elements else np.sort(np.append(
+                rng.choice(np.delete(np.arange(base.size), top), fd_elements - 1, replace=False), top))
             fd = np.empty(len(picked))
             for n, j in enumerate(picked):
                 sides = []

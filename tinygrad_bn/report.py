@@ -179,23 +179,47 @@ def finite_difference_report(seed: int = 0) -> bool:
 
 # ------------------------------------------------------------------------- node-by-node audits
 
+def _staged_from(group: dict, d_x_hat: np.ndarray) -> dict[str, np.ndarray]:
+    """standardize_backward_staged fed from a layer norm cache (statistics over its trailing axes)."""
+    cache = {"axes": group["axes"], "m": group["d"], "xc": group["x_hat"] * group["std"], "std": group["std"]}
+    return analytic.standardize_backward_staged(d_x_hat, cache)
+
+
 def audit_layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, dy: np.ndarray, eps: float = 1e-5) -> Audit:
     """Layer norm over the last axis, loss = sum(y * dy): the normalization graph's stages against
-    analytic.standardize_backward_staged with the statistics over each example's features."""
+    analytic.standardize_backward_staged with the statistics over each example's features, and
+    dx, dgamma, dbeta against the compact analytic.layernorm_backward."""
     def loss(x: tg.Tensor, gamma: tg.Tensor, beta: tg.Tensor) -> tg.Tensor:
-        return ((F.standardize(x, (x.ndim - 1,), eps, mark=node)["x_hat"] * gamma + beta) * tg.Tensor(dy)).sum()
+        x_hat = F.standardize(x, (x.ndim - 1,), eps, mark=node)["x_hat"]
+        return ((x_hat * gamma + beta) * tg.Tensor(dy, name="dy")).sum()
 
-    def staged(v: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        axes = (x.ndim - 1,)
-        mu = v["x"].mean(axis=axes, keepdims=True)
-        xc = v["x"] - mu
-        std = np.sqrt((xc * xc).mean(axis=axes, keepdims=True) + eps)
-        d = analytic.standardize_backward_staged(dy * v["gamma"], {"axes": axes, "m": x.shape[-1], "xc": xc,
-                                                                   "std": std})
-        batch = tuple(range(x.ndim - 1))
-        return {**d, "gamma": (dy * xc / std).sum(axis=batch), "beta": dy.sum(axis=batch)}
-    return audit(loss, [tg.Tensor(x, name="x"), tg.Tensor(gamma, name="gamma"), tg.Tensor(beta, name="beta")], staged,
+    def derive(v: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        cache = analytic.layernorm_forward(v["x"], v["gamma"], v["beta"], eps)[1]
+        d = _staged_from(cache, dy * v["gamma"])
+        dx, dgamma, dbeta = analytic.layernorm_backward(dy, cache)
+        return {**{k: d[k] for k in F.STAGES}, "x": dx, "gamma": dgamma, "beta": dbeta}
+    return audit(loss, [tg.Tensor(x, name="x"), tg.Tensor(gamma, name="gamma"), tg.Tensor(beta, name="beta")], derive,
                  title=f"node-by-node audit of layer norm, x {x.shape} float64")
+
+
+def audit_group_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, dy: np.ndarray, num_groups: int,
+                     eps: float = 1e-5) -> Audit:
+    """Group norm (F.group_norm's graph: x (N, C, *) seen as (N, G, D), standardized per row, a
+    per-channel affine), loss = sum(y * dy): the stages on the (N, G, D) view against the shared
+    staged steps, and dx, dgamma, dbeta against the compact analytic.groupnorm_backward."""
+    view = (x.shape[0], num_groups, x.size // (x.shape[0] * num_groups))
+
+    def loss(x: tg.Tensor, gamma: tg.Tensor, beta: tg.Tensor) -> tg.Tensor:
+        x_hat = F.standardize(x.reshape(view), (2,), eps, mark=node)["x_hat"].reshape(x.shape)
+        return (F._affine(x_hat, F._channel(gamma, x.ndim), F._channel(beta, x.ndim)) * tg.Tensor(dy, name="dy")).sum()
+
+    def derive(v: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        cache = analytic.groupnorm_forward(v["x"], v["gamma"], v["beta"], num_groups, eps)[1]
+        d = _staged_from(cache["group"], (dy * cache["gamma"]).reshape(view))
+        dx, dgamma, dbeta = analytic.groupnorm_backward(dy, cache)
+        return {**{k: d[k] for k in F.STAGES}, "x": dx, "gamma": dgamma, "beta": dbeta}
+    return audit(loss, [tg.Tensor(x, name="x"), tg.Tensor(gamma, name="gamma"), tg.Tensor(beta, name="beta")], derive,
+                 title=f"node-by-node audit of group norm, {num_groups} groups, x {x.shape} float64")
 
 
 def softmax_ce_loss(z: tg.Tensor, y: np.ndarray) -> tg.Tensor:
@@ -252,13 +276,16 @@ def rms_norm_derivation(dy: np.ndarray, slip: str | None = None):
 
 
 def audits(seed: int = 0) -> list[Audit]:
-    """The audits `tinygrad-bn check --audit` prints: batch norm, layer norm, softmax
+    """The audits `tinygrad-bn check --audit` prints: batch norm, layer norm, group norm, softmax
     cross-entropy and a user's layer (RMS norm), each a hand derivation checked node by node."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((8, 3)) * 2 + 1
     result = [audit_batch_norm(x, rng.standard_normal(3) + 1, rng.standard_normal(3), rng.standard_normal(x.shape))]
     x = rng.standard_normal((4, 6)) * 2 + 1
     result.append(audit_layer_norm(x, rng.standard_normal(6) + 1, rng.standard_normal(6), rng.standard_normal(x.shape)))
+    x = rng.standard_normal((3, 4, 2, 3)) * 2 + 1
+    result.append(audit_group_norm(x, rng.standard_normal(4) + 1, rng.standard_normal(4), rng.standard_normal(x.shape),
+                                   num_groups=2))
     y = rng.dirichlet(np.ones(5), 6)
     z = tg.Tensor(rng.standard_normal((6, 5)) * 3, name="z")
     result.append(audit(lambda z: softmax_ce_loss(z, y), [z], softmax_ce_derivation(y),
