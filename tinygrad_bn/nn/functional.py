@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import operator
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -16,18 +17,17 @@ from ..tensor import Tensor, where
 STAGES = ("mu", "xc", "var", "std", "x_hat")  # the named nodes of the normalization graph, in order
 
 
-def standardize(x: Tensor, axes: tuple[int, ...], eps: float, given: dict[str, Tensor] | None = None,
+def standardize(x: Tensor, axes: tuple[int, ...], eps: float, mark: Callable[[str, Tensor], Tensor] | None = None,
                 ) -> dict[str, Tensor]:
     """The normalization graph of SEED.md section 2, one named Tensor per stage:
         mu = mean(x), xc = x - mu, var = mean(xc^2) (biased: divide by m),
         std = sqrt(var + eps), x_hat = xc / std       (statistics over `axes`, kept as size-1 dims).
-    `given` replaces a stage's value, so a finite-difference audit can perturb one node and
-    recompute only what lies downstream of it."""
-    given = given or {}
+    Each stage passes through `mark` (tg.check.node, for an audit that perturbs one node and
+    recomputes what depends on it)."""
     s: dict[str, Tensor] = {"x": x}
 
     def stage(name: str, value: Tensor) -> Tensor:
-        s[name] = given.get(name, value)
+        s[name] = mark(name, value) if mark is not None else value
         if s[name].name is None and s[name].requires_grad:
             s[name].name = name
         return s[name]
@@ -37,7 +37,7 @@ def standardize(x: Tensor, axes: tuple[int, ...], eps: float, given: dict[str, T
         return xc, stage("var", (xc * xc).mean(axes, keepdims=True))
 
     xc, var = centered(x.mean(axes, keepdims=True))
-    if _imprecise_mean(x, s["mu"], var, eps) and "mu" not in given:
+    if mark is None and _imprecise_mean(x, s["mu"], var, eps):  # (an audit marks each stage once: plain mean)
         # A float32 sum is off by a few to ~sqrt(m) ulps of |mu| (same-signed data), and where the
         # spread is as small as that (a constant row: xc is all error) x_hat = error / sqrt(eps),
         # 0.3 for a row of 1e4 (PyTorch, accumulating in float64, gives 0). Then mu = c + mean(x - c)
