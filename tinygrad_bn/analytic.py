@@ -205,3 +205,73 @@ def linear_backward(dy: np.ndarray, x: np.ndarray, w: np.ndarray) -> tuple[np.nd
 def relu_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
     """relu(x) = max(x, 0): dx = dy where x > 0, else 0 (the subgradient 0 at 0)."""
     return dy * (x > 0)
+
+
+# ------------------------------------------------------------------- convolution and pooling
+
+def _hw(v: int | tuple[int, int]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, (int, np.integer)) else (int(v[0]), int(v[1]))
+
+
+def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int | tuple[int, int] = 1,
+                   padding: int | tuple[int, int] = 0) -> tuple[np.ndarray, dict[str, Any]]:
+    """out[n,o,p,q] = b[o] + sum_{c,i,j} w[o,c,i,j] x_pad[n,c,p*sh+i,q*sw+j] (cs231n's conv_forward, a
+    cross-correlation as PyTorch's). x: (N, C, H, W); w: (O, C, KH, KW); b: (O,) or None; x_pad is x
+    with `padding` zeros on both sides of H and W; out: (N, O, Ho, Wo), Ho = (H + 2 ph - KH) // sh + 1."""
+    (sh, sw), (ph, pw) = _hw(stride), _hw(padding)
+    x_pad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    kh, kw = w.shape[2:]
+    ho, wo = (x_pad.shape[2] - kh) // sh + 1, (x_pad.shape[3] - kw) // sw + 1
+    out = np.zeros((x.shape[0], w.shape[0], ho, wo), np.result_type(x, w))
+    for i in range(kh):  # one kernel offset at a time: x_pad seen through (i, j) is (N, C, Ho, Wo)
+        for j in range(kw):
+            out += np.einsum("nchw,oc->nohw", x_pad[:, :, i:i + sh * ho:sh, j:j + sw * wo:sw], w[:, :, i, j])
+    if b is not None:
+        out += b.reshape(-1, 1, 1)
+    return out, {"x_pad": x_pad, "w": w, "has_bias": b is not None, "stride": (sh, sw), "padding": (ph, pw)}
+
+
+def conv2d_backward(dout: np.ndarray, cache: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The im2col view of conv2d_forward, dout: (N, O, Ho, Wo):
+        db[o]        = sum_{n,p,q} dout[n,o,p,q]
+        dw[o,c,i,j]  = sum_{n,p,q} dout[n,o,p,q] x_pad[n,c,p*sh+i,q*sw+j]      (dout . windows)
+        dx_pad[n,c,p*sh+i,q*sw+j] += sum_o dout[n,o,p,q] w[o,c,i,j]            (col2im: each offset (i, j)
+    scatter-adds its share; an element in several windows sums them), and dx is dx_pad without the padding."""
+    x_pad, w, (sh, sw), (ph, pw) = cache["x_pad"], cache["w"], cache["stride"], cache["padding"]
+    kh, kw = w.shape[2:]
+    ho, wo = dout.shape[2:]
+    dw, dx_pad = np.zeros_like(w, np.result_type(dout, w)), np.zeros_like(x_pad, np.result_type(dout, x_pad))
+    for i in range(kh):
+        for j in range(kw):
+            rows, cols = slice(i, i + sh * ho, sh), slice(j, j + sw * wo, sw)
+            dw[:, :, i, j] = np.einsum("nohw,nchw->oc", dout, x_pad[:, :, rows, cols])
+            dx_pad[:, :, rows, cols] += np.einsum("nohw,oc->nchw", dout, w[:, :, i, j])
+    dx = dx_pad[:, :, ph:dx_pad.shape[2] - ph, pw:dx_pad.shape[3] - pw]
+    return dx, dw, dout.sum(axis=(0, 2, 3)) if cache["has_bias"] else None
+
+
+def maxpool_forward(x: np.ndarray, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None,
+                    ) -> tuple[np.ndarray, dict[str, Any]]:
+    """out[n,c,p,q] = max_{i<KH, j<KW} x[n,c,p*sh+i,q*sw+j], x: (N, C, H, W); stride defaults to kernel_size."""
+    (kh, kw) = _hw(kernel_size)
+    (sh, sw) = (kh, kw) if stride is None else _hw(stride)
+    # windows[n, c, p, q, i, j] = x[n, c, p*sh + i, q*sw + j]: a read-only view, no copy
+    win = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+    out = win.max(axis=(4, 5))
+    return out, {"x_shape": x.shape, "windows": win, "out": out, "stride": (sh, sw)}
+
+
+def maxpool_backward(dout: np.ndarray, cache: dict[str, Any]) -> np.ndarray:
+    """The gradient routed to the arg-max of each window:
+        dx[n,c,p*sh+i,q*sw+j] += dout[n,c,p,q] [x[n,c,p*sh+i,q*sw+j] == out[n,c,p,q]] / k[n,c,p,q]
+    with k the number of maxima in the window (1 without ties; a tie splits evenly, as tg's Tensor.max,
+    where PyTorch sends it all to one), and overlapping windows (stride < kernel) summing into dx."""
+    win, out, (sh, sw) = cache["windows"], cache["out"], cache["stride"]
+    hit = win == out[..., None, None]
+    share = dout[..., None, None] * hit / hit.sum(axis=(4, 5), keepdims=True)
+    ho, wo, kh, kw = win.shape[2:]
+    dx = np.zeros(cache["x_shape"], np.result_type(dout, out))
+    for i in range(kh):
+        for j in range(kw):
+            dx[:, :, i:i + sh * ho:sh, j:j + sw * wo:sw] += share[:, :, :, :, i, j]
+    return dx

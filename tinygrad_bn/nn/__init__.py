@@ -201,6 +201,47 @@ class Linear(Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
 
 
+class Conv2d(Module):
+    """F.conv2d with a weight (out_channels, in_channels, KH, KW) and a bias (out_channels,). PyTorch's
+    default initialization: both ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = in_channels * KH * KW
+    (kaiming_uniform with a = sqrt(5))."""
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
+                 stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0, bias: bool = True,
+                 dtype: Any = DEFAULT_FLOAT, rng: np.random.Generator | None = None):
+        self.in_channels = F._size("Conv2d", "in_channels", in_channels)
+        self.out_channels = F._size("Conv2d", "out_channels", out_channels)
+        self.kernel_size = F._pair("Conv2d", "kernel_size", kernel_size, 1)
+        self.stride = F._pair("Conv2d", "stride", stride, 1)
+        self.padding = F._pair("Conv2d", "padding", padding, 0)
+        rng = rng or default_rng()
+        fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        bound = 1 / np.sqrt(fan_in) if fan_in > 0 else 0.0
+        shape = (self.out_channels, self.in_channels, *self.kernel_size)
+        self.weight = Parameter(rng.uniform(-bound, bound, shape).astype(dtype))
+        self.bias = Parameter(rng.uniform(-bound, bound, self.out_channels).astype(dtype)) if bias else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}{'' if self.bias is not None else ', bias=False'}")
+
+
+class MaxPool2d(Module):
+    """F.max_pool2d as a module; stride defaults to kernel_size. No parameters."""
+    def __init__(self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None):
+        F._pair("MaxPool2d", "kernel_size", kernel_size, 1)  # checked at once (PyTorch waits for the first call)
+        if stride is not None:
+            F._pair("MaxPool2d", "stride", stride, 1)
+        self.kernel_size, self.stride = kernel_size, kernel_size if stride is None else stride
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.max_pool2d(x, self.kernel_size, self.stride)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}"
+
 class ReLU(Module):
     def forward(self, x: Tensor) -> Tensor:
         return x.relu()
@@ -428,5 +469,5 @@ class MSELoss(Module):
 
 __all__ = ["Module", "Parameter", "Linear", "ReLU", "Dropout", "Sequential", "BatchNorm1d", "BatchNorm2d", "LayerNorm",
            "GroupNorm", "Embedding",
-           "CrossEntropyLoss", "Tanh", "Sigmoid", "Flatten", "MSELoss", "functional"]
+           "CrossEntropyLoss", "Tanh", "Sigmoid", "Flatten", "MSELoss", "Conv2d", "MaxPool2d", "functional"]
 functional = F
