@@ -275,3 +275,35 @@ def test_group_norm_audit_locates_a_wrong_compact_formula(monkeypatch, rng):
     a = report.audit_group_norm(*args, num_groups=2)
     assert a.first_wrong == "x" and {r.name for r in a.rows if not r.ok} == {"x"}, "\n" + str(a)
     assert a["x"].fd_elements == 64 and a["x_hat"].fd_elements == 64  # of 72: a seeded sample
+
+
+def conv_args(rng):
+    x, w = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3)) * 0.3
+    return x, w, rng.standard_normal(4) * 0.1, rng.standard_normal((2, 4, 3, 3))
+
+
+def test_conv_audit_locates_a_kernel_left_unflipped_in_dx(monkeypatch, rng):
+    """dx of a cross-correlation is the full convolution of dout with the kernel; a derivation that
+    flips the kernel where it should not gets x (alone) wrong."""
+    real = analytic.conv2d_backward
+
+    def slip(dout, cache):
+        _, dw, db = real(dout, cache)
+        dx, _, _ = real(dout, {**cache, "w": cache["w"][:, :, ::-1, ::-1]})
+        return dx, dw, db
+    args = conv_args(rng)
+    assert report.audit_conv_pool_relu(*args).ok
+    monkeypatch.setattr(analytic, "conv2d_backward", slip)
+    a = report.audit_conv_pool_relu(*args)
+    assert a.first_wrong == "x" and {r.name for r in a.rows if not r.ok} == {"x"}, "\n" + str(a)
+
+
+def test_conv_audit_locates_a_pool_gradient_sent_to_every_element(monkeypatch, rng):
+    """Max-pool's gradient spread over the whole window instead of routed to its maximum: conv is the
+    first wrong node, and x, w, b (all computed from d conv) inherit it."""
+    def slip(dout, cache):
+        return np.repeat(np.repeat(dout, 2, axis=2), 2, axis=3)
+    monkeypatch.setattr(analytic, "maxpool_backward", slip)
+    a = report.audit_conv_pool_relu(*conv_args(rng))
+    assert a.first_wrong == "conv", "\n" + str(a)
+    assert {r.name for r in a.rows if not r.ok} == {"conv", "x", "w", "b"}

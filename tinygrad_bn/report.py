@@ -222,6 +222,28 @@ def audit_group_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, dy: np.
                  title=f"node-by-node audit of group norm, {num_groups} groups, x {x.shape} float64")
 
 
+def audit_conv_pool_relu(x: np.ndarray, w: np.ndarray, b: np.ndarray, dout: np.ndarray, stride: int = 1,
+                        padding: int = 1, pool: int = 2) -> Audit:
+    """conv2d -> max_pool2d -> relu, loss = sum(out * dout), derived backward in the cs231n manner:
+    d relu = dout, d pool = relu_backward, d conv = maxpool_backward (the gradient to each window's
+    arg-max), and dx, dw, db = conv2d_backward (dw from the windows, dx by col2im). Pooling before
+    the relu computes the same function, and keeps the pooled values apart: relu first would make
+    windows of tied zeros, where the loss has a kink and finite differences disagree with any gradient."""
+    def loss(x: tg.Tensor, w: tg.Tensor, b: tg.Tensor) -> tg.Tensor:
+        conv = node("conv", F.conv2d(x, w, b, stride=stride, padding=padding))
+        pooled = node("pool", F.max_pool2d(conv, pool))
+        return (node("relu", pooled.relu()) * tg.Tensor(dout, name="dout")).sum()
+
+    def derive(v: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        d = {"relu": dout, "pool": analytic.relu_backward(dout, v["pool"])}
+        d["conv"] = analytic.maxpool_backward(d["pool"], analytic.maxpool_forward(v["conv"], pool)[1])
+        cache = analytic.conv2d_forward(v["x"], v["w"], v["b"], stride, padding)[1]
+        d["x"], d["w"], d["b"] = analytic.conv2d_backward(d["conv"], cache)
+        return d
+    return audit(loss, [tg.Tensor(x, name="x"), tg.Tensor(w, name="w"), tg.Tensor(b, name="b")], derive,
+                 title=f"node-by-node audit of conv2d -> max_pool2d -> relu, x {x.shape} w {w.shape} float64")
+
+
 def softmax_ce_loss(z: tg.Tensor, y: np.ndarray) -> tg.Tensor:
     """Softmax cross-entropy staged as log-softmax: shifted = z - max(z) (detached: softmax is
     shift-invariant), counts = exp(shifted), total = sum counts, logp = shifted - log total,
@@ -276,8 +298,9 @@ def rms_norm_derivation(dy: np.ndarray, slip: str | None = None):
 
 
 def audits(seed: int = 0) -> list[Audit]:
-    """The audits `tinygrad-bn check --audit` prints: batch norm, layer norm, group norm, softmax
-    cross-entropy and a user's layer (RMS norm), each a hand derivation checked node by node."""
+    """The audits `tinygrad-bn check --audit` prints: batch norm, layer norm, group norm, a conv2d ->
+    max-pool -> relu block, softmax cross-entropy and a user's layer (RMS norm), each a hand
+    derivation checked node by node."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((8, 3)) * 2 + 1
     result = [audit_batch_norm(x, rng.standard_normal(3) + 1, rng.standard_normal(3), rng.standard_normal(x.shape))]
@@ -286,6 +309,8 @@ def audits(seed: int = 0) -> list[Audit]:
     x = rng.standard_normal((3, 4, 2, 3)) * 2 + 1
     result.append(audit_group_norm(x, rng.standard_normal(4) + 1, rng.standard_normal(4), rng.standard_normal(x.shape),
                                    num_groups=2))
+    x, w = rng.standard_normal((2, 3, 6, 6)), rng.standard_normal((4, 3, 3, 3)) * 0.3
+    result.append(audit_conv_pool_relu(x, w, rng.standard_normal(4) * 0.1, rng.standard_normal((2, 4, 3, 3))))
     y = rng.dirichlet(np.ones(5), 6)
     z = tg.Tensor(rng.standard_normal((6, 5)) * 3, name="z")
     result.append(audit(lambda z: softmax_ce_loss(z, y), [z], softmax_ce_derivation(y),
@@ -294,4 +319,12 @@ def audits(seed: int = 0) -> list[Audit]:
     dy = rng.standard_normal(x.shape)
     result.append(audit(lambda x, g: rms_norm_loss(x, g, dy), [x, g], rms_norm_derivation(dy),
                         title="node-by-node audit of a user layer, RMS norm, x (6, 5) float64"))
+    z = tg.Tensor(rng.standard_normal((4, 5, 3)) * 2, name="z")  # (N, C, d1): the classes on axis 1
+    labels, weight = rng.integers(0, 5, (4, 3)), rng.uniform(0.5, 2, 5)
+    labels[0, 1] = labels[2, 0] = -100
+    options = {"weight": weight, "ignore_index": -100, "label_smoothing": 0.1}
+    result.append(audit(lambda z: F.cross_entropy(z, labels, **options), [z],
+                        lambda v: {"z": analytic.softmax_cross_entropy_backward(v["z"], labels, **options)},
+                        title="audit of F.cross_entropy with weight, ignore_index, label_smoothing 0.1, "
+                              "z (4, 5, 3) float64"))
     return result
