@@ -307,3 +307,24 @@ def test_conv_audit_locates_a_pool_gradient_sent_to_every_element(monkeypatch, r
     a = report.audit_conv_pool_relu(*conv_args(rng))
     assert a.first_wrong == "conv", "\n" + str(a)
     assert {r.name for r in a.rows if not r.ok} == {"conv", "x", "w", "b"}
+
+
+def test_the_readme_audit_example_prints_what_the_readme_quotes(tmp_path, monkeypatch, capsys):
+    """README's "Prove your own derivation" runs as printed; its output matches the quoted table line
+    by line (words equal; numbers zero where quoted zero, else within a factor of 4: round-off)."""
+    import re
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Prove your own derivation", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    quoted = section.split("```python\n", 1)[1].split("```", 1)[1].split("```\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    assert (tmp_path / "rms_norm_audit.png").stat().st_size > 0
+    number = r"\d\.\d{3}e[-+]\d\d"
+    assert len(printed.splitlines()) == len(quoted.splitlines())
+    for q, p in zip(quoted.splitlines(), printed.splitlines()):
+        assert re.sub(number, "#", q) == re.sub(number, "#", p), f"README: {q}\nnow:    {p}"
+        for a, b in zip(map(float, re.findall(number, q)), map(float, re.findall(number, p))):
+            assert (a == 0) == (b == 0) and (a == 0 or 1 / 4 <= b / a <= 4), f"README: {q}\nnow:    {p}"
