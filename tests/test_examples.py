@@ -179,6 +179,71 @@ def test_hessian_vector_product_through_batch_norm_matches_differences_of_the_gr
     assert abs(r["u_hv"] - r["v_hu"]) <= HV_SYMMETRY_BOUND * abs(r["u_hv"])
 
 
+# Example 7 (makemore part 4): a hand derivation audited node by node, a planted slip located, and training
+# on the hand gradients alone. Hand and autograd differ by round-off only: the staged derivation repeats
+# autograd's arithmetic (0 difference), the compact formulas regroup it (<= 6.2e-16 relative over seeds
+# 0-9). Training on the compact gradients adds that per-step difference to the parameters (lr 0.1): after
+# 1000 steps they are <= 1.3e-15 relative from autograd's over seeds 0-9, no chaotic growth, so 1e-14
+# (45 float64 epsilons) leaves room for a change in summation order.
+NINJA_NODES, NINJA_STEPS, NINJA_SLIP_FAILS = 27, 1000, {"bndiff", "hprebn", "embcat", "emb", "C", "W1"}
+NINJA_HAND_BOUND, NINJA_TRAIN_BOUND = 4e-15, 1e-14
+NINJA_TRAIN_LOSS = (2.36, 2.34, 2.38)  # whole training set after 1000 steps: median, min, max (hand and autograd)
+
+
+@pytest.fixture(scope="module")
+def ninja():
+    ex = example("7_backprop_ninja.py")
+    return ex, [ex.run(seed=s, steps=NINJA_STEPS, show_progress=False) for s in SEEDS]
+
+
+def test_backprop_ninja_readme_quotes_the_pinned_numbers():
+    if not any(line.startswith("| `python examples/7_backprop_ninja.py`") for line in README.read_text().splitlines()):
+        pytest.skip("README.md has no row for example 7 yet")
+    quoted("7_backprop_ninja.py", "seeds 0-4", f"all {NINJA_NODES} nodes", f"bound {NINJA_HAND_BOUND:g})",
+           "located at `bndiff`", f"{len(NINJA_SLIP_FAILS)} nodes fail", f"{NINJA_STEPS} SGD steps",
+           f"(relative; bound {NINJA_TRAIN_BOUND:g})", f"training loss {spread(*NINJA_TRAIN_LOSS)}")
+
+
+def test_generated_names_are_a_reproducible_stand_in_for_names_txt():
+    from tinygrad_bn.data import generated_names
+    words = generated_names(4000, seed=0)
+    assert words == generated_names(4000, seed=0) != generated_names(4000, seed=1)
+    assert len(set(words)) == 4000 and all(3 <= len(w) <= 10 and w.isascii() and w.isalpha() and w.islower()
+                                           for w in words)
+    assert generated_names(10, seed=0) == words[:10]
+
+
+def test_backprop_ninja_the_hand_derivation_passes_the_audit_at_every_node(ninja):
+    ex, runs = ninja
+    for r in runs:
+        stepwise, compact, _ = r["audits"].values()
+        assert stepwise.ok and compact.ok, f"\n{stepwise}\n{compact}"
+        assert len(stepwise.rows) == NINJA_NODES and {row.name for row in compact.rows} == {"logits", "hprebn"}
+    claims = ex.claims(runs)
+    assert max(claims["exercise 1, hand vs autograd: max relative error over the nodes"]) <= NINJA_HAND_BOUND
+    assert max(claims["exercises 2-3, hand vs autograd: max relative error"]) <= NINJA_HAND_BOUND
+    # the lecture's point about logit_maxes: in the graph, and its gradient is round-off
+    assert max(claims["max |dlogit_maxes| / max |dlogits| (autograd; exactly 0 in exact arithmetic)"]) <= 1e-14
+
+
+def test_backprop_ninja_the_planted_slip_is_located_at_its_node(ninja):
+    ex, runs = ninja
+    for r in runs:
+        slip = ex.slip_audit(r)
+        assert slip.first_wrong == ex.SLIP == "bndiff", str(slip)
+        assert {row.name for row in slip.rows if not row.ok} == NINJA_SLIP_FAILS
+        assert all(row.vs_fd.ok for row in slip.rows), "autograd itself stays right against finite differences"
+
+
+def test_backprop_ninja_training_on_hand_gradients_equals_autograd_to_round_off(ninja):
+    ex, runs = ninja
+    claims = ex.claims(runs)
+    assert max(claims["parameters after training, hand vs autograd: max relative difference"]) <= NINJA_TRAIN_BOUND
+    for who in ("hand", "autograd"):
+        assert_median_within(claims[f"final training loss (whole training set), {who}"], *NINJA_TRAIN_LOSS[1:])
+    assert all(abs(r["hand"]["train loss"] - r["autograd"]["train loss"]) <= 1e-12 for r in runs)
+
+
 @pytest.mark.parametrize("script", sorted(p.name for p in EXAMPLES.glob("[0-9]_*.py")))
 def test_every_example_runs_and_saves_its_figure(script, tmp_path):
     done = subprocess.run([sys.executable, str(EXAMPLES / script), "--quick", "--out", str(tmp_path)],
