@@ -184,10 +184,10 @@ def test_cross_entropy_equals_formula(kind, reduction, n, c, rng):
 def test_cross_entropy_autograd_equals_finite_differences(kind, reduction, rng):
     logits, target = rng.standard_normal((5, 4)) * 2, make_target(kind, rng, 5, 4)
     z = tg.Tensor(logits, requires_grad=True)
-    F.cross_entropy(z, target, reduction).sum().backward()
-    numeric = numerical_grad(lambda a: F.cross_entropy(a, target, reduction), [tg.Tensor(logits)])[0]
+    F.cross_entropy(z, target, reduction=reduction).sum().backward()
+    numeric = numerical_grad(lambda a: F.cross_entropy(a, target, reduction=reduction), [tg.Tensor(logits)])[0]
     assert_ok(compare({"dlogits": z.grad.data}, {"dlogits": numeric}, rtol=FD_RTOL))
-    assert gradcheck(lambda a: F.cross_entropy(a, target, reduction), leaves(logits), **GRAD_TOL)
+    assert gradcheck(lambda a: F.cross_entropy(a, target, reduction=reduction), leaves(logits), **GRAD_TOL)
 
 
 def test_cross_entropy_gradient_reaches_soft_targets(rng):
@@ -197,7 +197,7 @@ def test_cross_entropy_gradient_reaches_soft_targets(rng):
     F.cross_entropy(z, y).backward()
     expected = -(logits - np.log(np.exp(logits).sum(1, keepdims=True))) / 4
     np.testing.assert_allclose(y.grad.data, expected, rtol=1e-13)
-    assert gradcheck(lambda a, b: F.cross_entropy(a, b, "none"), leaves(logits, probs), **GRAD_TOL)
+    assert gradcheck(lambda a, b: F.cross_entropy(a, b, reduction="none"), leaves(logits, probs), **GRAD_TOL)
 
 
 def test_cross_entropy_of_one_example_without_batch_axis(rng):
@@ -308,7 +308,8 @@ def test_one_hot_loss_is_minus_log_of_the_true_class_per_example(rng):
     y_hat = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     expected = -np.log(y_hat[np.arange(10), labels])
     for target in (np.eye(6)[labels], labels):
-        np.testing.assert_allclose(F.cross_entropy(tg.Tensor(logits), target, "none").data, expected, rtol=1e-13)
+        got = F.cross_entropy(tg.Tensor(logits), target, reduction="none").data
+        np.testing.assert_allclose(got, expected, rtol=1e-13)
     np.testing.assert_allclose(F.cross_entropy(tg.Tensor(logits), labels).item(), expected.mean(), rtol=1e-13)
 
 
@@ -320,7 +321,7 @@ def test_dz_is_y_hat_minus_y_over_m(m, rng):
     y_hat, y = np.exp(logits) / np.exp(logits).sum(1, keepdims=True), np.eye(5)[labels]
     for reduction, scale in (("mean", 1 / m), ("sum", 1.0)):
         z = tg.Tensor(logits, requires_grad=True)
-        F.cross_entropy(z, labels, reduction).backward()
+        F.cross_entropy(z, labels, reduction=reduction).backward()
         np.testing.assert_allclose(z.grad.data, (y_hat - y) * scale, rtol=1e-13, atol=1e-16)
 
 
@@ -331,7 +332,7 @@ def test_logits_of_magnitude_1e4_give_finite_loss_and_gradients(dtype, rng):
     logits = np.concatenate([rng.standard_normal((6, 5)) * 1e4, [[1e4, 1e4 - 1, -1e4, 0, 5e3]]]).astype(dtype)
     labels = np.append(rng.integers(0, 5, 6), 1)
     z = tg.Tensor(logits, requires_grad=True)
-    loss = F.cross_entropy(z, labels, "none")
+    loss = F.cross_entropy(z, labels, reduction="none")
     loss.sum().backward()
     assert loss.dtype == dtype and z.grad.dtype == dtype
     assert np.isfinite(loss.data).all() and np.isfinite(z.grad.data).all()
@@ -349,7 +350,7 @@ def test_logits_of_magnitude_1e4_give_finite_loss_and_gradients(dtype, rng):
 def test_small_loss_next_to_logits_of_magnitude_1e4_is_accurate(dtype, rtol):
     """Logits [1e4, 1e4 - 1, -1e4, 0, 5e3] (exact in float32) and label 1: L = 1 + log(1 + e^-1 + ...)."""
     logits = np.array([[1e4, 1e4 - 1, -1e4, 0, 5e3]], dtype)
-    loss = F.cross_entropy(tg.Tensor(logits), np.array([1]), "none")
+    loss = F.cross_entropy(tg.Tensor(logits), np.array([1]), reduction="none")
     np.testing.assert_allclose(loss.data[0], 1 + np.log1p(np.exp(-1.0)), rtol=rtol)
 
 
@@ -401,7 +402,7 @@ def test_nan_propagates_to_its_example_in_layer_norm_and_cross_entropy(rng):
     np.testing.assert_array_equal(np.isnan(y.data).all(1), [False, False, False, True, False])
     assert np.isfinite(np.delete(y.data, 3, axis=0)).all()
     z = tg.Tensor(x, requires_grad=True)
-    losses = F.cross_entropy(z, np.array([0, 1, 2, 3, 0]), "none")
+    losses = F.cross_entropy(z, np.array([0, 1, 2, 3, 0]), reduction="none")
     np.testing.assert_array_equal(np.isnan(losses.data), [False, False, False, True, False])
     losses.sum().backward()
     np.testing.assert_array_equal(np.isnan(z.grad.data).any(1), [False, False, False, True, False])

@@ -515,7 +515,7 @@ def test_nan_behaviour_matches_pytorch(torch, rng):
     np.testing.assert_allclose(ours.running_mean.data, t2n(theirs.running_mean), rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(ours.running_var.data, t2n(theirs.running_var), rtol=1e-12, atol=1e-15)
     z = np.where(np.isnan(x), np.nan, x)
-    lo = F.cross_entropy(tg.Tensor(z), np.array([0, 1, 2, 0, 1, 2]), "none").data
+    lo = F.cross_entropy(tg.Tensor(z), np.array([0, 1, 2, 0, 1, 2]), reduction="none").data
     lt = t2n(torch.nn.functional.cross_entropy(torch.tensor(z), torch.tensor([0, 1, 2, 0, 1, 2]), reduction="none"))
     np.testing.assert_array_equal(np.isnan(lo), np.isnan(lt))
     np.testing.assert_allclose(lo, lt, rtol=1e-12)

@@ -412,11 +412,9 @@ class CrossEntropyLoss(Module):
     key "weight"), as in PyTorch; it is used in the logits' dtype."""
     def __init__(self, weight: Any = None, ignore_index: int = -100, reduction: str = "mean",
                  label_smoothing: float = 0.0):
-        if isinstance(weight, str):  # CrossEntropyLoss(reduction): the call form from before weight existed
-            if reduction != "mean":
-                raise TypeError(f"CrossEntropyLoss: got reduction twice, {weight!r} in weight's place and "
-                                f"{reduction!r}")
-            weight, reduction = None, weight
+        if isinstance(weight, str):  # PyTorch's signature: weight comes first, reduction by keyword
+            raise TypeError(f"CrossEntropyLoss: weight must be a (C,) array of class weights, got the string "
+                            f"{weight!r}; pass reduction={weight!r} by keyword")
         F._check_reduction("CrossEntropyLoss", reduction)  # at once (PyTorch only checks it on the first call)
         self.ignore_index, self.reduction, self.label_smoothing = ignore_index, reduction, label_smoothing
         self.register_buffer("weight", None if weight is None else Tensor(

@@ -262,10 +262,6 @@ def cross_entropy(logits: Tensor, target: Any, weight: Any = None, ignore_index:
         probabilities: l = -sum_c w_c ((1 - eps) y_c + eps/C) log p_c
     reduction "none" | "sum" | "mean": sum l / sum of w_y over the positions not ignored (indices: PyTorch's
     weighted mean, NaN when all are ignored), or / the number of positions (probabilities)."""
-    if isinstance(weight, str):  # (logits, target, reduction): the call form from before weight existed
-        if reduction != "mean":
-            raise TypeError(f"cross_entropy: got reduction twice, {weight!r} in weight's place and {reduction!r}")
-        weight, reduction = None, weight
     _need_tensor("cross_entropy", logits=logits)
     _check_reduction("cross_entropy", reduction)
     if logits.ndim == 0:
@@ -344,6 +340,9 @@ def _class_weights(weight: Any, n_cls: int, logits: Tensor) -> Tensor | None:
     """cross_entropy's per-class weights as a (C,) Tensor (an ndarray or list in the logits' dtype)."""
     if weight is None:
         return None
+    if isinstance(weight, str):  # PyTorch's signature: weight comes third, reduction by keyword
+        raise TypeError(f"cross_entropy: weight must be a (C,) array of class weights, got the string {weight!r}; "
+                        f"pass reduction={weight!r} by keyword")
     w = weight if isinstance(weight, Tensor) else np.asarray(weight)
     if w.dtype.kind != "f" and (isinstance(weight, Tensor) or w.dtype.kind not in "iu"):
         raise TypeError(f"cross_entropy: weight must hold floating numbers, got {w.dtype}")
