@@ -234,3 +234,27 @@ def test_modules_match_torch(torch, rng, name, args):
     (ours * tg.Tensor(g)).sum().backward()
     (theirs * torch.tensor(g)).sum().backward()
     assert_close(x.grad, tx.grad.numpy())
+
+
+# API.md: every built-in module takes dtype= (its parameters' and buffers' dtype; one without any keeps
+# its input's dtype)
+MODULES = {
+    "Linear": lambda dt: nn.Linear(3, 2, dtype=dt), "Conv2d": lambda dt: nn.Conv2d(1, 2, 3, dtype=dt),
+    "BatchNorm1d": lambda dt: nn.BatchNorm1d(3, dtype=dt), "BatchNorm2d": lambda dt: nn.BatchNorm2d(3, dtype=dt),
+    "LayerNorm": lambda dt: nn.LayerNorm(3, dtype=dt), "GroupNorm": lambda dt: nn.GroupNorm(1, 3, dtype=dt),
+    "Embedding": lambda dt: nn.Embedding(4, 3, dtype=dt), "ReLU": lambda dt: nn.ReLU(dtype=dt),
+    "Tanh": lambda dt: nn.Tanh(dtype=dt), "Sigmoid": lambda dt: nn.Sigmoid(dtype=dt),
+    "Flatten": lambda dt: nn.Flatten(dtype=dt), "Dropout": lambda dt: nn.Dropout(0.5, dtype=dt),
+    "MaxPool2d": lambda dt: nn.MaxPool2d(2, dtype=dt), "MSELoss": lambda dt: nn.MSELoss(dtype=dt),
+    "CrossEntropyLoss": lambda dt: nn.CrossEntropyLoss(weight=[1.0, 2.0, 3.0], dtype=dt),
+}
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_every_module_takes_dtype(name):
+    for dt in (np.float64, np.float32):
+        m = MODULES[name](dt)
+        tensors = list(m.parameters()) + [b for b in m.buffers() if b.dtype.kind == "f"]
+        assert all(t.dtype == dt for t in tensors), name
+    with pytest.raises(TypeError, match="dtype"):
+        MODULES[name](np.int64)

@@ -228,9 +228,23 @@ class Conv2d(Module):
                 f"padding={self.padding}{'' if self.bias is not None else ', bias=False'}")
 
 
-class MaxPool2d(Module):
+class _NoParameters(Module):
+    """A module without parameters. It takes `dtype=` as every built-in module does, so models are
+    built alike; with nothing to cast, its output keeps its input's dtype."""
+    def __init__(self, dtype: Any = None):
+        _check_dtype(type(self).__name__, dtype)
+
+
+def _check_dtype(module: str, dtype: Any) -> None:
+    if dtype is not None and np.dtype(dtype).kind != "f":
+        raise TypeError(f"{module}: dtype must be a floating dtype, got {np.dtype(dtype)}")
+
+
+class MaxPool2d(_NoParameters):
     """F.max_pool2d as a module; stride defaults to kernel_size. No parameters."""
-    def __init__(self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None):
+    def __init__(self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None,
+                 dtype: Any = None):
+        super().__init__(dtype)
         F._pair("MaxPool2d", "kernel_size", kernel_size, 1)  # checked at once (PyTorch waits for the first call)
         if stride is not None:
             F._pair("MaxPool2d", "stride", stride, 1)
@@ -242,15 +256,17 @@ class MaxPool2d(Module):
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}"
 
-class ReLU(Module):
+
+class ReLU(_NoParameters):
     def forward(self, x: Tensor) -> Tensor:
         return x.relu()
 
 
-class Dropout(Module):
+class Dropout(_NoParameters):
     """Training: zero each element with probability p and scale the rest by 1/(1 - p), so the
     expected output is the input (inverted dropout); eval: the identity."""
-    def __init__(self, p: float = 0.5, rng: np.random.Generator | None = None):
+    def __init__(self, p: float = 0.5, rng: np.random.Generator | None = None, dtype: Any = None):
+        super().__init__(dtype)
         if isinstance(p, bool) or not isinstance(p, (int, float, np.floating)):
             raise TypeError(f"Dropout: p must be a number in [0, 1], got {type(p).__name__} {p!r}")
         if not 0 <= p <= 1:
@@ -409,16 +425,17 @@ class Embedding(Module):
 
 class CrossEntropyLoss(Module):
     """F.cross_entropy as a module: loss(logits, target). `weight` (C,), if given, is a buffer (state_dict
-    key "weight"), as in PyTorch; it is used in the logits' dtype."""
+    key "weight"), as in PyTorch, stored in `dtype` if given; it is used in the logits' dtype."""
     def __init__(self, weight: Any = None, ignore_index: int = -100, reduction: str = "mean",
-                 label_smoothing: float = 0.0):
+                 label_smoothing: float = 0.0, dtype: Any = None):
+        _check_dtype("CrossEntropyLoss", dtype)
         if isinstance(weight, str):  # PyTorch's signature: weight comes first, reduction by keyword
             raise TypeError(f"CrossEntropyLoss: weight must be a (C,) array of class weights, got the string "
                             f"{weight!r}; pass reduction={weight!r} by keyword")
         F._check_reduction("CrossEntropyLoss", reduction)  # at once (PyTorch only checks it on the first call)
         self.ignore_index, self.reduction, self.label_smoothing = ignore_index, reduction, label_smoothing
         self.register_buffer("weight", None if weight is None else Tensor(
-            np.array(weight._data if isinstance(weight, Tensor) else weight)))
+            np.array(weight._data if isinstance(weight, Tensor) else weight, dtype)))
 
     def forward(self, logits: Tensor, target: Any) -> Tensor:
         return F.cross_entropy(logits, target, None if self.weight is None else self.weight._data, self.ignore_index,
@@ -430,22 +447,23 @@ class CrossEntropyLoss(Module):
                                      f"label_smoothing={self.label_smoothing}" if self.label_smoothing else "") if s)
 
 
-class Tanh(Module):
+class Tanh(_NoParameters):
     """tanh element-wise, any shape (integer input gives float32)."""
     def forward(self, x: Tensor) -> Tensor:
         return x.tanh()
 
 
-class Sigmoid(Module):
+class Sigmoid(_NoParameters):
     """1 / (1 + exp(-x)) element-wise, any shape (integer input gives float32)."""
     def forward(self, x: Tensor) -> Tensor:
         return x.sigmoid()
 
 
-class Flatten(Module):
+class Flatten(_NoParameters):
     """Merge axes start_axis..end_axis into one: (N, C, H, W) -> (N, C*H*W) by default (PyTorch's
     start_dim=1, so the batch axis stays)."""
-    def __init__(self, start_axis: int = 1, end_axis: int = -1):
+    def __init__(self, start_axis: int = 1, end_axis: int = -1, dtype: Any = None):
+        super().__init__(dtype)
         self.start_axis, self.end_axis = start_axis, end_axis
 
     def forward(self, x: Tensor) -> Tensor:
@@ -455,9 +473,10 @@ class Flatten(Module):
         return f"start_axis={self.start_axis}, end_axis={self.end_axis}"
 
 
-class MSELoss(Module):
+class MSELoss(_NoParameters):
     """F.mse_loss as a module: loss(input, target), reduction "mean" | "sum" | "none"."""
-    def __init__(self, reduction: str = "mean"):
+    def __init__(self, reduction: str = "mean", dtype: Any = None):
+        super().__init__(dtype)
         F._check_reduction("MSELoss", reduction)  # at once (PyTorch only checks it on the first call)
         self.reduction = reduction
 
