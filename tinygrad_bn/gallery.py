@@ -67,6 +67,15 @@ class MLP(nn.Module):
         return self.head(self.layers(x))
 
 
+def _rms_norm_slip(rng: np.random.Generator) -> Any:
+    """The audit of README's "Prove your own derivation": an RMS norm with a slip at ms."""
+    from tinygrad_bn.check import audit
+    from tinygrad_bn.report import rms_norm_derivation, rms_norm_loss
+    x, g = tg.Tensor(rng.standard_normal((6, 5)), name="x"), tg.Tensor(rng.standard_normal(5) + 1, name="g")
+    dy = rng.standard_normal((6, 5))
+    return audit(lambda x, g: rms_norm_loss(x, g, dy), [x, g], rms_norm_derivation(dy, slip="ms"))
+
+
 def pictures(seed: int = 0) -> list[tuple[str, str, Any]]:
     """(file stem, caption, graphviz.Digraph) for every picture of the gallery."""
     rng = np.random.default_rng(seed)
@@ -106,6 +115,10 @@ def pictures(seed: int = 0) -> list[tuple[str, str, Any]]:
          "module paths.", draw(mlp_loss, collapse=blocks[1:])),
         ("bn_compare", "Autograd against the staged hand-derived formula, node by node: green within "
          "1e-12 relative.", draw(bn["loss"], compare=right)),
+        ("audit_rms_norm", "tg.check.audit of a user's RMS norm whose hand backward forgot the 1/2 of sqrt's "
+         "derivative at ms: each audited node shows its error against the hand value and against finite "
+         "differences; ms, the failing node nearest the loss, is marked FIRST WRONG (x inherits the slip).",
+         _rms_norm_slip(rng).draw()),
         ("bn_compare_bug", "The same with a classic slip in the hand derivation (d var = d std / std, the 1/2 "
          "of sqrt's derivative forgotten): red marks the mistake (var) and the nodes it feeds (xc, x); mu stays "
          "green, since d mu = -sum d xc and the var term drops out because the centred values sum to 0.",
