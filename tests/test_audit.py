@@ -328,3 +328,12 @@ def test_the_readme_audit_example_prints_what_the_readme_quotes(tmp_path, monkey
         assert re.sub(number, "#", q) == re.sub(number, "#", p), f"README: {q}\nnow:    {p}"
         for a, b in zip(map(float, re.findall(number, q)), map(float, re.findall(number, p))):
             assert (a == 0) == (b == 0) and (a == 0 or 1 / 4 <= b / a <= 4), f"README: {q}\nnow:    {p}"
+
+
+def test_reports_show_as_html_tables_in_jupyter(rng):
+    x, g, dy = rms_inputs(rng)
+    page = audit(lambda x, g: rms_norm_loss(x, g, dy), [x, g], rms_norm_derivation(dy, "ms"))._repr_html_()
+    assert page.count("<tr") == 1 + 7 and page.count("#ffd9d6") == 2 and page.count("#e3f6e3") == 5
+    assert "FAIL: hand" in page and "first wrong at &#x27;ms&#x27;" in page
+    report_page = tg.check.compare({"a": np.ones(3)}, {"a": np.ones(3) * 1.1})._repr_html_()
+    assert report_page.count("#ffd9d6") == 1 and "FAILED" in report_page

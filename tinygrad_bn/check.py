@@ -207,9 +207,27 @@ class Report:
         lines.append(head)
         lines += [f"{r.name:<{width}}  {str(r.shape):<14} {r.max_abs:>13.3e} {r.max_rel:>13.3e} {r.rtol:>7.0e}  "
                   f"{'pass' if r.ok else 'FAIL'}" for r in self.rows]
-        lines.append(f"{'all pass' if self.ok else 'FAILED'} (pass: max abs error <= {self.atol:g} + "
-                     "rtol * max |reference|)")
+        lines.append(self._footer())
         return "\n".join(lines)
+
+    def _footer(self) -> str:
+        return f"{'all pass' if self.ok else 'FAILED'} (pass: max abs error <= {self.atol:g} + rtol * max |reference|)"
+
+    def _repr_html_(self) -> str:
+        return _html_table(self.title, ["name", "shape", "max abs error", "max rel error", "rtol", "result"],
+                           [([r.name, str(r.shape), f"{r.max_abs:.3e}", f"{r.max_rel:.3e}", f"{r.rtol:.0e}",
+                              "pass" if r.ok else "FAIL"], r.ok) for r in self.rows], self._footer())
+
+
+def _html_table(title: str, header: list[str], rows: list[tuple[list[str], bool]], footer: str) -> str:
+    """A report as an HTML table for Jupyter: each row green (pass) or red (FAIL)."""
+    def cells(values: list[str], tag: str) -> str:
+        return "".join(f"<{tag} style='padding:2px 8px;text-align:left'>{html.escape(v)}</{tag}>" for v in values)
+    body = "".join(f"<tr style='background:{'#e3f6e3' if ok else '#ffd9d6'}'>{cells(values, 'td')}</tr>"
+                   for values, ok in rows)
+    caption = f"<caption style='text-align:left'>{html.escape(title)}</caption>" if title else ""
+    return (f"<table style='font-family:monospace;border-collapse:collapse'>{caption}<tr>{cells(header, 'th')}</tr>"
+            f"{body}</table><p style='font-family:monospace'>{html.escape(footer)}</p>")
 
 
 def _array(v: Any) -> np.ndarray:
@@ -317,20 +335,30 @@ class Audit:
                 f"{'':<{w}}  {'':<14} {'max abs':>12} {'max rel':>12}  {'max abs':>12} {'max rel':>12} {'elems':>8}")
         lines = ([self.title] if self.title else []) + [head]
         for r in self.rows:
-            failed = [k for k, c in (("hand", r.vs_hand), ("finite diff", r.vs_fd)) if not c.ok]
-            result = f"FAIL: {' and '.join(failed)}" if failed else "pass"
             lines.append(f"{r.name:<{w}}  {str(r.shape):<14} {r.vs_hand.max_abs:>12.3e} {r.vs_hand.max_rel:>12.3e}  "
                          f"{r.vs_fd.max_abs:>12.3e} {r.vs_fd.max_rel:>12.3e} "
-                         f"{f'{r.fd_elements}/{int(np.prod(r.shape))}':>8}  {result}")
-        lines.append(f"pass: max abs error <= {self.rtol:g} (hand) or {self.fd_rtol:g} (finite diff) times the "
-                     "larger max |value| (plus a round-off floor)")
-        wrong = self.first_wrong
-        lines.append("all pass" if wrong is None else
-                     f"FAILED: first wrong at {wrong!r} (the failing node nearest the loss; those before it are right)")
+                         f"{f'{r.fd_elements}/{int(np.prod(r.shape))}':>8}  {self._result(r)}")
+        lines += self._footer()
         return "\n".join(lines)
 
+    @staticmethod
+    def _result(r: AuditRow) -> str:
+        failed = [k for k, c in (("hand", r.vs_hand), ("finite diff", r.vs_fd)) if not c.ok]
+        return f"FAIL: {' and '.join(failed)}" if failed else "pass"
+
+    def _footer(self) -> list[str]:
+        wrong = self.first_wrong
+        return [f"pass: max abs error <= {self.rtol:g} (hand) or {self.fd_rtol:g} (finite diff) times the larger "
+                "max |value| (plus a round-off floor)",
+                "all pass" if wrong is None else
+                f"FAILED: first wrong at {wrong!r} (the failing node nearest the loss; those before it are right)"]
+
     def _repr_html_(self) -> str:
-        return "<pre>" + html.escape(str(self)) + "</pre>"
+        header = ["node", "shape", "hand: max abs", "max rel", "finite diff: max abs", "max rel", "elements", "result"]
+        return _html_table(self.title, header, [([r.name, str(r.shape), f"{r.vs_hand.max_abs:.3e}",
+                                                 f"{r.vs_hand.max_rel:.3e}", f"{r.vs_fd.max_abs:.3e}",
+                                                 f"{r.vs_fd.max_rel:.3e}", f"{r.fd_elements}/{int(np.prod(r.shape))}",
+                                                 self._result(r)], r.ok) for r in self.rows], " ".join(self._footer()))
 
     def draw(self, **options: Any) -> Any:
         """The loss's graph with every audited node green (pass) or red (FAIL), its error in the label."""
