@@ -227,7 +227,7 @@ def _html_table(title: str, header: list[str], rows: list[tuple[list[str], bool]
                    for values, ok in rows)
     caption = f"<caption style='text-align:left'>{html.escape(title)}</caption>" if title else ""
     return (f"<table style='font-family:monospace;border-collapse:collapse'>{caption}<tr>{cells(header, 'th')}</tr>"
-            f"{body}</table><p style='font-family:monospace'>{html.escape(footer)}</p>")
+            f"{body}</table><p style='font-family:monospace'>{html.escape(footer).replace(chr(10), '<br>')}</p>")
 
 
 def _array(v: Any) -> np.ndarray:
@@ -354,11 +354,12 @@ class Audit:
                 f"FAILED: first wrong at {wrong!r} (the failing node nearest the loss; those before it are right)"]
 
     def _repr_html_(self) -> str:
-        header = ["node", "shape", "hand: max abs", "max rel", "finite diff: max abs", "max rel", "elements", "result"]
+        header = ["node", "shape", "hand: max abs", "hand: max rel", "finite diff: max abs", "finite diff: max rel",
+                  "elements", "result"]
         return _html_table(self.title, header, [([r.name, str(r.shape), f"{r.vs_hand.max_abs:.3e}",
                                                  f"{r.vs_hand.max_rel:.3e}", f"{r.vs_fd.max_abs:.3e}",
                                                  f"{r.vs_fd.max_rel:.3e}", f"{r.fd_elements}/{int(np.prod(r.shape))}",
-                                                 self._result(r)], r.ok) for r in self.rows], " ".join(self._footer()))
+                                                 self._result(r)], r.ok) for r in self.rows], "\n".join(self._footer()))
 
     def draw(self, **options: Any) -> Any:
         """The loss's graph with every audited node green (pass) or red (FAIL), its error in the label."""
