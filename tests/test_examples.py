@@ -244,6 +244,61 @@ def test_backprop_ninja_training_on_hand_gradients_equals_autograd_to_round_off(
     assert all(abs(r["hand"]["train loss"] - r["autograd"]["train loss"]) <= 1e-12 for r in runs)
 
 
+# Example 8 (cs231n assignment 2): a conv-BN-ReLU-pool-linear CNN's backward derived by hand and audited after
+# epoch 1, a planted slip (BatchNorm1d's dx on (N, C, H, W)) located, and test accuracy after 15 epochs. The
+# full configuration: the audits cost the same in --quick (~3.6 s a seed of ~4.5), and it is what the README
+# quotes. Hand against autograd is round-off (<= 8.9e-16 relative over seeds 0-4), so 4e-15 (18 float64
+# epsilons) leaves room for a change in summation order; conv_b's gradient is 0 in exact arithmetic (~3e-17).
+CNN_ACCURACY, CNN_SOFTMAX_ACCURACY = (0.983, 0.981, 0.992), (0.969, 0.964, 0.972)  # final test accuracy
+CNN_HAND_BOUND, CNN_ZERO_GRADIENT_BOUND, CNN_EPOCHS = 4e-15, 1e-15, 15
+CNN_SLIP_FAILS = {"conv", "conv_w", "conv_b"}  # the planted node, and the conv's parameters that inherit it
+
+
+@pytest.fixture(scope="module")
+def cnn():
+    ex = example("8_cnn_digits.py")
+    return ex, [ex.run(epochs=CNN_EPOCHS, seed=s, show_progress=False) for s in SEEDS]
+
+
+def test_cnn_readme_quotes_the_pinned_numbers():
+    if not any(line.startswith("| `python examples/8_cnn_digits.py`") for line in README.read_text().splitlines()):
+        pytest.skip("README.md has no row for example 8 yet")
+    quoted("8_cnn_digits.py", "seeds 0-4", f"{CNN_EPOCHS} epochs", f"test accuracy {spread(*CNN_ACCURACY)}",
+           f"softmax regression {spread(*CNN_SOFTMAX_ACCURACY)}", f"bound {CNN_HAND_BOUND:g})", "located at `conv`")
+
+
+def test_cnn_the_hand_derivation_passes_the_audit_at_every_node(cnn):
+    ex, runs = cnn
+    for r in runs:
+        a = r["cnn"]["audit"]
+        assert a.ok, str(a)
+        assert {row.name for row in a.rows} == set(ex.PARAMS) | set(ex.F.STAGES) | {"conv", "bn", "pool", "flat",
+                                                                                "logits"}
+        assert r["cnn"]["loss_gap"] == 0, "the audited forward is the model's own forward"
+    claims = ex.claims(runs)
+    assert max(claims["audit, hand vs autograd: max relative error over the nodes"]) <= CNN_HAND_BOUND
+    assert max(claims["audit, d conv_b (0 in exact arithmetic): max |hand - autograd|"]) <= CNN_ZERO_GRADIENT_BOUND
+
+
+def test_cnn_the_planted_batch_norm_slip_is_located_at_the_conv_output(cnn):
+    ex, runs = cnn
+    for r in runs:
+        slip = r["cnn"]["slip"]
+        assert slip.first_wrong == ex.SLIP == "conv", str(slip)
+        assert {row.name for row in slip.rows if not row.ok} == CNN_SLIP_FAILS
+        assert all(row.vs_fd.ok for row in slip.rows), "autograd itself stays right against finite differences"
+
+
+def test_cnn_beats_softmax_regression_on_every_seed(cnn):
+    ex, runs = cnn
+    claims = ex.claims(runs)
+    cnn_acc = claims["CNN final test accuracy"]
+    softmax_acc = claims["softmax regression final test accuracy (same epochs, batches, optimizer)"]
+    assert_median_within(cnn_acc, *CNN_ACCURACY[1:])
+    assert_median_within(softmax_acc, *CNN_SOFTMAX_ACCURACY[1:])
+    assert all(c > s for c, s in zip(cnn_acc, softmax_acc)), f"CNN {cnn_acc} vs softmax regression {softmax_acc}"
+
+
 @pytest.mark.parametrize("script", sorted(p.name for p in EXAMPLES.glob("[0-9]_*.py")))
 def test_every_example_runs_and_saves_its_figure(script, tmp_path):
     done = subprocess.run([sys.executable, str(EXAMPLES / script), "--quick", "--out", str(tmp_path)],
