@@ -348,7 +348,7 @@ def backprop(outputs: list[Tensor], seeds: list[Tensor], retain_graph: bool, cre
                 for p, need, pg in zip(ctx.parents, ctx.needs, in_grads):
                     if not need or pg is None:
                         continue
-                    if not isinstance(pg, Tensor):
+                    if type(pg) is not Tensor and not isinstance(pg, Tensor):  # (the first test is the fast one)
                         pg = _hand_written(ctx, pg, g, create_graph)
                     if pg._data.shape != p._data.shape:
                         pg = _unbroadcast(pg, p._data.shape, ctx)
