@@ -168,7 +168,7 @@ class Function:
                           ctx.site, allow_inf=rule is not None)
         if _State.grad_enabled:
             needs = [p.requires_grad for p in parents]
-            if True in needs:
+            if True in needs and data.dtype.kind == "f":  # an integer or bool output has no gradient
                 ctx.parents, ctx.needs, ctx.scope, ctx.grad_of = parents, needs, _State.scope, _State.grad_of
                 if cls.reads_inputs:  # backward will read these arrays: guard them (guards.py). A tuple of
                     ctx.arrays, ctx.locked = tuple(arrays), _lock(parents, arrays)  # arrays leaves the GC's sight
@@ -339,7 +339,8 @@ def backprop(outputs: list[Tensor], seeds: list[Tensor], retain_graph: bool, cre
                     _State.rule = None
                     for pg in in_grads:
                         if pg is not None:
-                            _check_finite(f"{ctx!r}.backward", ctx, ctx.scope, [g._data], pg._data,
+                            _check_finite(f"{ctx!r}.backward", ctx, ctx.scope, [g._data], np.asarray(
+                                              pg._data if isinstance(pg, Tensor) else pg),  # (a custom op's ndarray)
                                           getattr(ctx, "site", "<created before detect_anomaly was on>"),
                                           allow_inf=True)
                 if len(in_grads) != len(ctx.parents):
