@@ -494,7 +494,7 @@ def test_cross_entropy_matches_pytorch(kind, reduction, torch, rng):
     soft = target.dtype.kind == "f"
     yo = tg.Tensor(target, requires_grad=True) if soft else target
     yt = torch.tensor(target, requires_grad=soft)
-    loss = nn.CrossEntropyLoss(reduction)(z, yo)
+    loss = nn.CrossEntropyLoss(reduction=reduction)(z, yo)
     lt = torch.nn.CrossEntropyLoss(reduction=reduction)(zt, yt)
     w = rng.standard_normal(loss.shape)
     loss.backward(tg.Tensor(w))
