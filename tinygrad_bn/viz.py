@@ -275,3 +275,9 @@ def to_dot(*tensors: Tensor, backward: bool = False, show_values: bool = False, 
     """The DOT source of draw(...)."""
     return draw(*tensors, backward=backward, show_values=show_values, **options).source
 
+
+def to_html(*tensors: Tensor, backward: bool = False, **options: Any) -> Any:
+    """One self-contained interactive HTML page of the graph (tinygrad_bn/html.py): pan, zoom, node
+    facts, collapsible clusters, backward step by step. A str that displays itself in Jupyter."""
+    from .html import to_html as page
+    return page(*tensors, backward=backward, **options)

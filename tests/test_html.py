@@ -1,0 +1,108 @@
+"""tg.viz.to_html: one self-contained page, opened in a real headless browser (Chromium, skipped with
+a reason where it is missing). The page drives itself through its own DOM events when opened at
+#selftest (a click on a node, a cluster collapsed or expanded, every backward step) and writes what
+it saw into the DOM, which the test reads back from Chromium's --dump-dom."""
+import json
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+import tinygrad_bn as tg
+import tinygrad_bn.nn as nn
+import tinygrad_bn.nn.functional as F
+from tinygrad_bn.engine import _toposort
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def bn_ce(rng):
+    x = tg.Tensor(rng.standard_normal((4, 3)), requires_grad=True, name="x")
+    bn = nn.BatchNorm1d(3, dtype=np.float64)
+    loss = F.cross_entropy(bn(x), rng.integers(0, 3, 4))
+    loss.name = "loss"
+    return x, loss
+
+
+def page_data(page: str) -> dict:
+    return json.loads(page.split("const DATA = ", 1)[1].split(";\n", 1)[0].replace("<\\/", "</"))
+
+
+def selftest(page: str, tmp_path) -> dict:
+    if CHROMIUM is None:
+        pytest.skip("Chromium is not installed (bash run.sh test installs Debian's chromium when it can)")
+    path = tmp_path / "page.html"
+    path.write_text(page)
+    dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+                          "--virtual-time-budget=10000", f"file://{path}#selftest"],
+                         capture_output=True, text=True, timeout=120).stdout
+    found = re.search(r'<pre id="selftest"[^>]*>(.*?)</pre>', dom, re.S)
+    assert found and found.group(1), "the page's self-test wrote nothing:\n" + dom[-2000:]
+    return json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<")
+                      .replace("&gt;", ">"))
+
+
+def test_the_page_is_one_file_that_names_no_network_address(rng):
+    page = tg.viz.to_html(bn_ce(rng)[1])
+    assert page.startswith("<!doctype html>") and "</html>" in page
+    for pattern in (r"""(src|href)\s*=\s*["']?(https?:)?//""", r"url\(\s*['\"]?https?:", r"@import", r"<link\b",
+                    r"\bfetch\(", r"XMLHttpRequest", r"<!DOCTYPE svg", r"<\?xml"):
+        assert not re.search(pattern, page, re.I), pattern
+    assert "<script src" not in page
+
+
+def test_in_a_browser_the_page_draws_clicks_collapses_and_steps_through_backward(rng, tmp_path):
+    x, loss = bn_ce(rng)
+    page = tg.viz.to_html(loss)
+    seen = selftest(page, tmp_path)
+    assert seen["nodes"] > 10
+    clicked = page_data(page)["nodes"][seen["clicked"]]
+    assert seen["panel"].startswith(f"{clicked['name']} (tensor") and "value" in seen["panel"]
+    assert seen["collapse"]["after"] != seen["collapse"]["before"], seen["collapse"]
+    ops = [t for t in _toposort([loss]) if t._ctx is not None]
+    visited = seen["visited"]
+    assert sorted(visited) == sorted(f"op{id(t._ctx)}" for t in ops), "every op once"
+    where = {op: i for i, op in enumerate(visited)}
+    for t in ops:  # reverse topological: an op's rule runs after the rules of every op that consumed its output
+        for p in t._ctx.parents:
+            if p._ctx is not None and p.requires_grad:
+                assert where[f"op{id(t._ctx)}"] < where[f"op{id(p._ctx)}"]
+    assert "every rule has run" in seen["done"]
+
+
+def test_the_steps_show_the_chain_rule_sum(rng):
+    """x used twice: its second gradient's step says the two add up, to x's gradient."""
+    from tinygrad_bn.html import _backward_steps
+    from tinygrad_bn.viz import trace
+    x = tg.Tensor(rng.standard_normal(3), requires_grad=True, name="x")
+    y = (x * x.exp()).sum()
+    steps = _backward_steps((y,), trace(y))
+    to_x = [e for s in steps for e in s["sends"] if e["to"] == f"t{id(x)}"]
+    assert [e["arrived"] for e in to_x] == [1, 2] and all(e["of"] == 2 for e in to_x)
+    y.backward()
+    np.testing.assert_allclose(to_x[-1]["total"]["values"], np.round(x.grad.data, 6))
+    grads = [np.array(e["grad"]["values"]) for e in to_x]
+    np.testing.assert_allclose(grads[0] + grads[1], x.grad.data, atol=2e-6)
+
+
+def test_node_facts_carry_values_gradients_and_the_overlay(rng):
+    x, loss = bn_ce(rng)
+    loss.backward(retain_graph=True)
+    page = tg.viz.to_html(loss, compare={x: x.grad.data * 1.5})
+    data = page_data(page)
+    fx = data["nodes"][f"t{id(x)}"]
+    assert fx["name"] == "x" and fx["value"]["shape"] == [4, 3] and "grad" in fx
+    assert fx["check"]["ok"] is False and "OFF" in fx["check"]["text"]
+    assert len(data["steps"]) == sum(t._ctx is not None for t in _toposort([loss]))
+
+
+def test_a_backward_graph_page_and_the_jupyter_display(rng):
+    x, loss = bn_ce(rng)
+    loss.backward(create_graph=True)
+    page = tg.viz.to_html(x.grad, backward=True)
+    assert "backward graph" in page and isinstance(page, str)
+    assert page._repr_html_().startswith("<iframe srcdoc=")
+    with pytest.raises(TypeError, match="expected Tensors"):
+        tg.viz.to_html(np.ones(3))
