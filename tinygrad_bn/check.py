@@ -195,9 +195,10 @@ class Row:
     rtol: float
 
 
-@dataclass
+@dataclass(repr=False)
 class Report:
-    """One row per compared array; prints as a table; `.ok` when every row passes."""
+    """One row per compared array; prints as a table (also its repr, as in a REPL); `.ok` when
+    every row passes."""
     rows: list[Row]
     atol: float
     title: str = ""
@@ -221,6 +222,9 @@ class Report:
 
     def _footer(self) -> str:
         return f"{'all pass' if self.ok else 'FAILED'} (pass: max abs error <= {self.atol:g} + rtol * max |reference|)"
+
+    def __repr__(self) -> str:
+        return str(self)
 
     def _repr_html_(self) -> str:
         return _html_table(self.title, ["name", "shape", "max abs error", "max rel error", "rtol", "result"],
@@ -318,10 +322,11 @@ class AuditRow:
         return max(self.vs_hand.max_rel, self.vs_fd.max_rel)
 
 
-@dataclass
+@dataclass(repr=False)
 class Audit:
     """The node-by-node audit of a hand derivation (check.audit): rows from the loss back to the
-    inputs; `.ok`; `.first_wrong`; prints as a table; `.draw()` overlays it on the graph."""
+    inputs; `.ok`; `.first_wrong`; prints as a table (also its repr); `.draw()` overlays it on the
+    graph."""
     rows: list[AuditRow]
     loss: Tensor = field(repr=False)
     title: str = ""
@@ -342,6 +347,9 @@ class Audit:
     def first_wrong(self) -> str | None:
         """Where the derivation first goes wrong: the failing node nearest the loss (of `wrong`)."""
         return self.wrong[0] if self.wrong else None
+
+    def __repr__(self) -> str:
+        return str(self)
 
     def __getitem__(self, name: str) -> AuditRow:
         return next(r for r in self.rows if r.name == name)

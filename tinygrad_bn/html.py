@@ -134,6 +134,9 @@ def _node_facts(g: Graph, marks: Mapping[str, tuple[bool, str]]) -> dict[str, di
 class Page(str):
     """The page's HTML (a str); in Jupyter it displays itself inline, in an isolated frame."""
 
+    def __repr__(self) -> str:
+        return f"<tinygrad_bn page, {len(self):,} characters: write it to a .html file or display it in Jupyter>"
+
     def _repr_html_(self) -> str:
         return (f'<iframe srcdoc="{html_escape.escape(str(self))}" style="width:100%;height:640px;'
                 'border:1px solid #ccc" sandbox="allow-scripts"></iframe>')
