@@ -21,6 +21,7 @@ from tinygrad_bn.viz import GraphTooLargeError, draw, to_dot, trace
 SVG = "{http://www.w3.org/2000/svg}"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FILL = {"ok": "#9be29b", "off": "#ff8a80"}  # the overlay's colours (viz._node_attrs)
+FULL = {"expand": True, "compact": False}  # draw every node trace walks: no cluster collapsed, no tensor elided
 
 # ------------------------------------------------------------------------------ DOT parsing
 
@@ -158,7 +159,7 @@ def test_batch_norm_graph_has_its_ops_and_named_stages():
         assert names[stage].kind == "tensor" and names[stage].scope == ("batch_norm",)
         assert names[stage].label == f"{stage}\\n{shape} f64"
     # the same in the DOT text: the stages sit in the batch_norm cluster, the loss outside any cluster
-    d = parse_dot(to_dot(b.loss))
+    d = parse_dot(to_dot(b.loss, **FULL))
     for stage in F.STAGES:
         assert d.where[names[stage].id] == ("batch_norm",)
     assert d.where[names["loss"].id] == () and d.where[names["x"].id] == ()
@@ -188,9 +189,9 @@ def test_edges_run_from_parent_tensors_through_the_op_to_its_output():
     mul = f"op{id(names['var'].tensor._ctx.parents[0]._ctx.parents[0]._ctx)}"
     assert [(a, c) for a, c, _ in g.edges if c == mul] == [(xc, mul), (xc, mul)]
     # the DOT text holds exactly these edges, same direction
-    d = parse_dot(to_dot(b.loss))
+    d = parse_dot(to_dot(b.loss, **FULL))
     assert [(a, c) for a, c, _ in d.edges] == [(a, c) for a, c, _ in g.edges]
-    src = to_dot(b.loss)
+    src = to_dot(b.loss, **FULL)
     assert f"{xc} -> {div}" in src and f"{div} -> {x_hat}" in src and f"{x_hat} -> {div}" not in src
 
 
@@ -235,7 +236,7 @@ def test_inputs_parameters_constants_and_output_are_styled_apart():
     assert g.nodes[ids["param"]].label == "weight\\n(2, 3) f64"  # a parameter is named by its attribute
     assert {n.style for n in g.nodes.values() if n.kind == "tensor" and n.id not in ids.values()} == {"param",
                                                                                                     "intermediate"}
-    d = parse_dot(to_dot(out))
+    d = parse_dot(to_dot(out, **FULL))
     looks = {k: tuple(d.nodes[v].get(a) for a in ("fillcolor", "penwidth", "style")) for k, v in ids.items()}
     looks["intermediate"] = next(tuple(d.nodes[n.id].get(a) for a in ("fillcolor", "penwidth", "style"))
                                  for n in g.nodes.values() if n.style == "intermediate")
@@ -275,7 +276,7 @@ def test_module_attribute_paths_nest_and_parameters_sit_in_their_module():
     assert names["layers.0.fc.weight"].scope == ("Net", "layers", "layers.0", "layers.0.fc")
     assert names["head.bias"].scope == ("Net", "head")
     assert {p for p, _ in n.net.named_parameters()} <= set(names)  # every parameter drawn, by its path
-    d = parse_dot(to_dot(n.loss))
+    d = parse_dot(to_dot(n.loss, **FULL))
     assert d.where[names["layers.1.bn.weight"].id] == bn1
     assert d.where[names["layers.1.bn.bias"].id] == bn1
     assert d.where[names["head.weight"].id] == ("Net", "head")
@@ -313,7 +314,7 @@ def test_collapse_replaces_a_scope_by_one_node_and_keeps_the_other_edges():
     b = bn_graph()
     g = trace(b.loss)
     inside = {n.id for n in g.nodes.values() if n.scope[:1] == ("batch_norm",)}
-    d = parse_dot(to_dot(b.loss, collapse=["batch_norm"]))
+    d = parse_dot(to_dot(b.loss, collapse=["batch_norm"], compact=False))
     assert len(d.nodes) == len(g.nodes) - len(inside) + 1 < len(g.nodes)
     (cid,) = set(d.nodes) - set(g.nodes)
     assert d.nodes[cid]["label"] == f"batch_norm\\n({len(inside)} nodes collapsed)"
@@ -332,7 +333,7 @@ def test_collapse_of_a_nested_module_scope_stays_in_its_parent_cluster():
     g = trace(n.loss)
     bn1 = ("Net", "layers", "layers.1", "layers.1.bn")
     inside = {x.id for x in g.nodes.values() if x.scope[:4] == bn1}
-    d = parse_dot(to_dot(n.loss, collapse=["layers.1.bn"]))
+    d = parse_dot(to_dot(n.loss, collapse=["layers.1.bn"], compact=False))
     (cid,) = set(d.nodes) - set(g.nodes)
     assert d.nodes[cid]["label"] == f"layers.1.bn\\n({len(inside)} nodes collapsed)"
     assert d.where[cid] == ("Net", "layers", "layers.1")  # drawn inside layers.1
@@ -340,7 +341,7 @@ def test_collapse_of_a_nested_module_scope_stays_in_its_parent_cluster():
     assert f"t{id(n.net.layers[0].bn.weight)}" in d.nodes  # the other block is untouched
     assert len(d.nodes) == len(g.nodes) - len(inside) + 1
     # both blocks collapsed: two nodes; everything collapsed at once: the counts add up
-    blocks = parse_dot(to_dot(n.loss, collapse=["layers.0", "layers.1"]))
+    blocks = parse_dot(to_dot(n.loss, collapse=["layers.0", "layers.1"], compact=False))
     collapsed = {k: v["label"] for k, v in blocks.nodes.items() if v["shape"] == "box3d"}
     assert sorted(lbl.split("\\n")[0] for lbl in collapsed.values()) == ["layers.0", "layers.1"]
     counts = [int(re.search(r"\((\d+) nodes collapsed\)", lbl)[1]) for lbl in collapsed.values()]
@@ -359,13 +360,19 @@ def test_backward_graph_shows_the_ops_of_the_backward_rules_and_the_forward_valu
     ops = [n for n in g.nodes.values() if n.kind == "op"]
     assert len(ops) > 15
     forward_ops = {type(b.stages[k]._ctx).__name__ for k in F.STAGES}  # Div, Sub, Sqrt
+    # rules run on constants only (the seed through sum, times dy: dL/dy): no op recorded, one node per rule
+    assert sorted(n.label for n in ops if n.ctx is None) == ["Mul.backward\\n(on constants)",
+                                                             "Sum.backward\\n(on constants)"]
     for n in ops:
+        if n.ctx is None:
+            assert n.id.startswith("rule") and n.style == "grad_op"
+            continue
         assert n.ctx.grad_of is not None and n.style == "grad_op"
         assert n.scope[:2] == ("backward", "batch_norm")  # under the scope of the forward op
         rule = type(n.ctx.grad_of).__name__
         if rule in forward_ops | {"Sum", "Mul"}:
             assert n.label.endswith(f"\\n(in {rule}.backward)")
-    rules = {type(n.ctx.grad_of).__name__ for n in ops}
+    rules = {type(n.ctx.grad_of).__name__ for n in ops if n.ctx is not None}
     assert {"Sum", "Div", "Sub", "Mul", "Sqrt"} <= rules
     # the forward values it reads: outside the backward cluster, their edges dashed, and only theirs
     fwd = {n.id for n in g.nodes.values() if n.style == "forward"}
@@ -374,16 +381,16 @@ def test_backward_graph_shows_the_ops_of_the_backward_rules_and_the_forward_valu
     assert all(g.nodes[i].scope == () for i in fwd)
     assert {(a, c) for a, c, s in g.edges if s == "dashed"} == {(a, c) for a, c, _ in g.edges if a in fwd}
     assert {g.nodes[i].style for i in (f"t{id(b.x.grad)}", f"t{id(b.gamma.grad)}")} == {"grad"}
-    d = parse_dot(to_dot(b.x.grad, b.gamma.grad, backward=True))
-    for n in ops:
-        assert d.where[n.id] == ("backward", "batch_norm")
+    d = parse_dot(to_dot(b.x.grad, b.gamma.grad, backward=True, **FULL))
+    for n in ops:  # the rules on constants belong to the loss's ops, outside batch_norm
+        assert d.where[n.id] == (("backward",) if n.ctx is None else ("backward", "batch_norm"))
     for i in fwd:
         assert d.where[i] == () and "dashed" in d.nodes[i]["style"]
     (bw,) = [k for k, (parents, attrs) in d.clusters.items() if attrs.get("label") == "backward"]
     assert d.clusters[bw][0] == () and "dashed" in d.clusters[bw][1]["style"]
     dashed = [(a, c) for a, c, attrs in d.edges if attrs.get("style") == "dashed"]
     assert dashed and all(a in fwd for a, _ in dashed)
-    assert "(in Sqrt.backward)" in to_dot(b.x.grad, backward=True)
+    assert "(in Sqrt.backward)" in to_dot(b.x.grad, backward=True, expand=True)
 
 
 def test_backward_graph_of_x_grad_computes_dx():
@@ -414,12 +421,12 @@ def test_drawing_a_freed_graph_is_a_clear_error():
         draw(b.loss)
     kept = bn_graph()
     kept.loss.backward(retain_graph=True)
-    assert "x_hat" in to_dot(kept.loss)  # retained: still drawable
+    assert "x_hat" in to_dot(kept.loss, expand=True)  # retained: still drawable
     # a backward graph freed by a backward through it
     s = bn_staged_graph()
     s.loss.backward(create_graph=True)
     gx = s.x.grad
-    assert "(in Div.backward)" in to_dot(gx, backward=True)
+    assert "(in Div.backward)" in to_dot(gx, backward=True, expand=True)
     (gx * gx).sum().backward()
     with pytest.raises(ValueError, match=r"freed.*create_graph=True"):
         draw(gx, backward=True)
@@ -492,7 +499,7 @@ def test_a_graph_over_max_nodes_is_an_error_naming_scopes_to_collapse():
     assert issubclass(GraphTooLargeError, ValueError)
     with pytest.raises(GraphTooLargeError):
         draw(y, max_nodes=n - 1)
-    assert len(parse_dot(draw(y, max_nodes=n).source).nodes) == n  # the limit itself is allowed
+    assert len(parse_dot(draw(y, max_nodes=n, compact=False).source).nodes) == n  # the limit itself is allowed
     # collapsed: one node per block, chained, plus x
     d = parse_dot(to_dot(y, collapse=[f"block{b}" for b in range(20)]))
     assert len(d.nodes) == 21
@@ -506,11 +513,12 @@ def test_thousands_of_nodes_render_with_collapse_or_without_a_limit(tmp_path):
     small = draw(y, collapse=[f"block{b}" for b in range(20)]).render(tmp_path / "collapsed", format="svg")
     titles = [g.find(SVG + "title").text for g in ET.parse(small).getroot().iter(SVG + "g") if g.get("class") == "node"]
     assert len(titles) == 21 and f"t{id(x)}" in titles
-    big = draw(y, max_nodes=None).render(tmp_path / "full", format="svg")
-    root = ET.parse(big).getroot()
-    nodes = [g for g in root.iter(SVG + "g") if g.get("class") == "node"]
-    clusters = [g for g in root.iter(SVG + "g") if g.get("class") == "cluster"]
-    assert len(nodes) == 4001 and len(clusters) == 20
+    for compact, n_nodes in ((False, 4001), (True, 2002)):  # compact: x, the 2000 ops, y (the tensors between: edges)
+        big = draw(y, max_nodes=None, compact=compact).render(tmp_path / f"full{compact}", format="svg")
+        root = ET.parse(big).getroot()
+        nodes = [g for g in root.iter(SVG + "g") if g.get("class") == "node"]
+        clusters = [g for g in root.iter(SVG + "g") if g.get("class") == "cluster"]
+        assert len(nodes) == n_nodes and len(clusters) == 20
 
 
 # ------------------------------------------------------------------------------ rendering with dot
@@ -518,7 +526,7 @@ def test_thousands_of_nodes_render_with_collapse_or_without_a_limit(tmp_path):
 def test_svg_render_parses_and_holds_the_nodes_labels_and_clusters(tmp_path):
     b = bn_graph()
     g = trace(b.loss)
-    path = draw(b.loss, title="batch norm").render(tmp_path / "bn", format="svg", cleanup=True)
+    path = draw(b.loss, title="batch norm", **FULL).render(tmp_path / "bn", format="svg", cleanup=True)
     assert path.endswith(".svg") and not (tmp_path / "bn").exists()  # cleanup removed the DOT file
     root = ET.parse(path).getroot()
     assert root.tag == SVG + "svg"
@@ -544,8 +552,8 @@ def _png_size(data: bytes) -> tuple[int, int]:
 
 def test_png_render_is_a_real_image_whose_shape_follows_rankdir(tmp_path):
     b = bn_graph()
-    tall = draw(b.loss, show_values=True).render(tmp_path / "tb", format="png", cleanup=True)
-    wide = draw(b.loss, rankdir="LR").render(tmp_path / "lr", format="png", cleanup=True)
+    tall = draw(b.loss, show_values=True, expand=True, rankdir="TB").render(tmp_path / "tb", format="png", cleanup=True)
+    wide = draw(b.loss, expand=True, rankdir="LR").render(tmp_path / "lr", format="png", cleanup=True)
     sizes = {}
     for name, path in (("tb", tall), ("lr", wide)):
         data = Path(path).read_bytes()
@@ -648,3 +656,142 @@ def test_backward_drawing_of_a_gradient_without_graph_says_create_graph():
     (x * x).sum().backward()
     with pytest.raises(ValueError, match=r"create_graph=True"):
         draw(x.grad, backward=True)
+
+
+# ------------------------------------------------------------------------------ pictures that fit a slide (issue 13)
+
+def bn_ce_loss(seed: int = 0):
+    """The issue's case: an nn.BatchNorm1d layer on x (4, 3), then cross-entropy."""
+    rng = np.random.default_rng(seed)
+    x = tg.Tensor(rng.standard_normal((4, 3)), requires_grad=True, name="x")
+    bn = nn.BatchNorm1d(3, dtype=np.float64)
+    loss = F.cross_entropy(bn(x), np.array([0, 1, 2, 1]))
+    loss.name = "loss"
+    return x, bn, loss
+
+
+def test_default_forward_graph_of_batch_norm_and_cross_entropy_is_at_most_3_to_1(tmp_path):
+    from tinygrad_bn import viz
+    x, bn, loss = bn_ce_loss()
+    assert sorted(viz.default_collapse(trace(loss))) == ["batch_norm", "cross_entropy"]  # the library's internals
+    w, h = _png_size(Path(draw(loss).render(tmp_path / "bnce", format="png", cleanup=True)).read_bytes())
+    assert h <= 3 * w, (w, h)
+    d = parse_dot(to_dot(loss))
+    assert sorted(v["label"].split("\\n")[0] for v in d.nodes.values() if v["shape"] == "box3d") == [
+        "batch_norm", "cross_entropy"]
+    assert d.where[f"t{id(bn.weight)}"] == ("BatchNorm1d",)  # the module's cluster stays open
+    # the switch: expand=True draws every op (a collapse list says exactly which scopes close)
+    assert "Sqrt" in to_dot(loss, expand=True) and "Sqrt" not in to_dot(loss)
+    assert "Sqrt" in to_dot(loss, collapse=["cross_entropy"]) and "Log" not in to_dot(loss, collapse=["cross_entropy"])
+    # expanded too, a long graph is cut into bands side by side (wrap) and fits
+    w, h = _png_size(Path(draw(loss, expand=True, rankdir="TB", wrap=2).render(
+        tmp_path / "bnce_open", format="png", cleanup=True)).read_bytes())
+    assert h <= 3 * w, (w, h)
+
+
+def test_user_scopes_module_paths_and_compared_scopes_stay_open_by_default():
+    from tinygrad_bn import viz
+    n = net_graph()
+    g = trace(n.loss)
+    assert sorted(viz.default_collapse(g)) == ["batch_norm", "cross_entropy"]
+    x = tg.Tensor(np.arange(3.0), requires_grad=True, name="x")
+    with tg.scope("mine"):
+        y = (x.exp() * x).sum()
+    assert viz.default_collapse(trace(y)) == [] and "cluster_mine" in to_dot(y)
+    b = bn_graph()  # F.batch_norm's scope, yet a compared tensor inside it keeps it open
+    mu = b.y._ctx.parents[0]  # any tensor of the scope: compare it and the scope stays drawn
+    mu.retain_grad()
+    b.loss.backward(retain_graph=True)
+    assert "box3d" in to_dot(b.loss) and "box3d" not in to_dot(b.loss, compare={mu: np.zeros(mu.shape)})
+
+
+def test_compact_draws_unnamed_intermediates_as_labelled_edges_and_keeps_named_ones():
+    from tinygrad_bn import viz
+    b = bn_graph()
+    g = trace(b.loss, backward=False)
+    c = viz._compact(g)
+    names = by_name(g)
+    for keep in ("x", "gamma", "mu", "xc", "var", "std", "x_hat", "y", "loss", "dy"):
+        assert names[keep].id in c.nodes, keep  # named tensors, leaves and the output stay boxes
+    gone = [n for n in g.nodes.values() if n.kind == "tensor" and n.id not in c.nodes]
+    assert gone and all(n.tensor.name is None and n.style == "intermediate" for n in gone)
+    assert {n.id for n in c.elided.values()} == {n.id for n in gone} and len(c.nodes) == len(g.nodes) - len(gone)
+    # var = sum(xc * xc) / 4: the Mul -> Sum edge stands for the unnamed (4, 3) product
+    mul = f"op{id(names['var'].tensor._ctx.parents[0]._ctx.parents[0]._ctx)}"
+    (edge,) = [(a, c2) for a, c2, _ in c.edges if a == mul]
+    assert c.nodes[edge[0]].kind == c.nodes[edge[1]].kind == "op" and c.elided[edge].tensor.shape == (4, 3)
+    src = to_dot(b.loss, expand=True)
+    assert re.search(rf'{mul} -> op\d+ \[label=" \(4, 3\)"\]', src)
+    # a compared tensor stays a box
+    prod = c.elided[edge]
+    assert prod.id in viz._compact(g, keep={prod.id}).nodes
+
+
+def test_backward_picture_names_gradients_and_connects_every_parameters_gradient():
+    b = bn_staged_graph()
+    b.y.name = "y"
+    b.loss.backward(create_graph=True)
+    g = trace(b.x.grad, b.gamma.grad, b.beta.grad, backward=True)
+    into = {c: a for a, c, _ in g.edges}
+    for t in (b.x, b.gamma, b.beta):  # dL/dbeta = sum over the batch of dL/dy: made of constants only, yet joined
+        assert f"t{id(t.grad)}" in into, t.name
+    beta_rule = g.nodes[into[f"t{id(b.beta.grad)}"]]
+    assert beta_rule.label == "Add.backward\\n(on constants)" and beta_rule.style == "grad_op"
+    labels = {n.label.split("\\n")[0]: n for n in g.nodes.values() if n.kind == "tensor"}
+    assert {"dL/dy", "dL/dxc", "dL/dx_hat", "dL/dstd", "dL/dmu"} <= set(labels)  # named after what they differentiate
+    assert not any(re.fullmatch(r"t\d+", k) for k in labels if labels[k].style in ("grad_mid", "seed"))
+    assert labels["dL/dy"].style == "grad_mid" and labels["dL/dxc"].style == "grad_mid"
+    # the seed is styled as what it is: the gradient backward starts from, not a dashed forward value
+    (seed,) = [n for n in g.nodes.values() if n.style == "seed"]
+    assert seed.label.startswith("seed dL/dL = 1")
+    assert not any(s == "dashed" for a, _, s in g.edges if a == seed.id)
+    assert "dashed" not in parse_dot(to_dot(b.x.grad, backward=True, expand=True)).nodes[seed.id].get("style", "")
+    # xc feeds three ops: its gradient is the sum of the parts each sends back
+    assert any(k.startswith("dL/dxc, part") for k in labels)
+    assert "Add\\n(sum of the gradients\\nfrom several consumers)" in {n.label for n in g.nodes.values()}
+    assert "grad from" not in to_dot(b.x.grad, b.gamma.grad, b.beta.grad, backward=True, expand=True)
+
+
+def test_a_copy_into_grad_says_so_and_the_engine_records_facts_not_labels():
+    from tinygrad_bn import engine
+    a, c = (tg.Tensor(np.arange(3.0) + k, requires_grad=True, name=n) for k, n in ((1, "a"), (2, "c")))
+    w = tg.Tensor(np.ones(3) * 2, requires_grad=True, name="w")
+    ((a + c) * w * w).sum().backward(create_graph=True)  # Add.backward sends one tensor to a and c: one is copied
+    copies = [t for t in (a, c) if t.grad._ctx is not None and isinstance(t.grad._ctx.grad_of, engine.Accumulate)]
+    (t,) = copies
+    mark = t.grad._ctx.grad_of
+    assert (mark.kind, mark.of()) == ("into_grad", t) and not hasattr(mark, "why")
+    g = trace(t.grad, backward=True)
+    assert g.nodes[f"op{id(t.grad._ctx)}"].label == "copy into .grad"
+    assert "Cast" not in to_dot(t.grad, backward=True)
+    # facts: what each gradient is the gradient of; the engine names nothing
+    for leaf in (a, c, w):
+        assert leaf.grad.name is None and engine.grad_facts(leaf.grad).of() is leaf
+    x = tg.Tensor(np.linspace(1, 2, 6).reshape(2, 3), requires_grad=True)
+    (x.exp() * x).sum().backward(create_graph=True)  # x feeds Exp and Mul: their gradients are summed
+    (sum_op,) = [n.ctx for n in trace(x.grad, backward=True).nodes.values()
+                 if n.ctx is not None and isinstance(n.ctx.grad_of, engine.Accumulate)]
+    assert sum_op.grad_of.kind == "sum" and sum_op.grad_of.of() is x
+    # a module's parameters carry nothing for the renderer: viz finds their cluster from the ops reading them
+    n = net_graph()
+    assert all("scope" not in vars(p) for p in n.net.parameters())
+
+
+def test_legend_shows_the_looks_a_picture_uses():
+    from tinygrad_bn import viz
+    b = bn_staged_graph()
+    b.loss.backward(create_graph=True)
+    fwd = parse_dot(to_dot(b.loss, legend=True))
+    (leg,) = [k for k, (_, attrs) in fwd.clusters.items() if attrs.get("label") == "legend"]
+    entries = {k[len("legend_"):] for k in fwd.nodes if k.startswith("legend_")}
+    assert {"input", "const", "output", "op", "collapsed", "edge"} <= entries and "seed" not in entries
+    assert all(fwd.where[f"legend_{e}"] == ("legend",) for e in entries)
+    bwd = {k[len("legend_"):] for k in parse_dot(to_dot(b.x.grad, backward=True, legend=True, expand=True)).nodes
+           if k.startswith("legend_")}
+    assert {"seed", "grad_mid", "grad", "grad_op", "forward"} <= bwd
+    cmp = {k[len("legend_"):] for k in parse_dot(to_dot(b.loss, compare={b.x: b.x.grad.data * 2},
+                                                        legend=True)).nodes if k.startswith("legend_")}
+    assert "off" in cmp and "ok" not in cmp
+    full = parse_dot(viz.legend().source)
+    assert {k[len("legend_"):] for k in full.nodes} == {k for k, _ in viz.LEGEND}
+    assert "legend" not in to_dot(b.loss)  # only when asked

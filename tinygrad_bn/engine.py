@@ -11,6 +11,7 @@ import functools
 import os
 import sys
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any
 from collections.abc import Callable, Iterator, Sequence
 
@@ -194,15 +195,49 @@ class Function:
 
 
 class Accumulate(Function):
-    """Not an op: in a create_graph backward, marks the ops that gather gradients rather than
-    apply a backward rule (the Add summing what a tensor's consumers send back, the multivariate
-    chain rule; the copy into a leaf's .grad), with `why` for the renderer's label."""
+    """Not an op: in a create_graph backward, the `grad_of` of the ops that gather gradients rather
+    than apply a backward rule. `kind` is "sum" (the Add summing what a tensor's consumers send
+    back: the multivariate chain rule) or "into_grad" (the copy into a tensor's .grad, or the add
+    to what it held); `of` is a weak reference to that tensor. Facts only: the renderer labels them."""
 
     @classmethod
-    def marking(cls, t: Tensor, consumer: Function | None, why: str) -> Accumulate:
+    def marking(cls, t: Tensor, consumer: Function | None, kind: str) -> Accumulate:
         mark = cls()
-        mark.scope, mark.why = (t._ctx or consumer).scope if (t._ctx or consumer) else (), why
+        mark.scope = (t._ctx or consumer).scope if (t._ctx or consumer) else ()
+        mark.kind, mark.of = kind, weakref.ref(t)
         return mark
+
+
+class GradFacts:
+    """What a gradient made by a create_graph backward is (facts for the renderer, recorded only
+    then): `of`, a weak reference to the tensor it is the gradient of; `kind`, "seed" (where the
+    sweep starts), "rule" (sent by the backward of `rule`, a weak reference), "sum" (several
+    consumers' gradients added) or "into_grad"; `part`, whether it was then added to other
+    consumers' gradients; `inputs`, for a gradient with no graph behind it (nothing it was made
+    from requires grad, so no op was recorded), the gradients it was made from."""
+    __slots__ = ("of", "kind", "rule", "inputs", "part")
+
+    def __init__(self, of: Tensor, kind: str, rule: Function | None, inputs: tuple[Tensor, ...]):
+        self.of, self.kind, self.part = weakref.ref(of), kind, False
+        self.rule = weakref.ref(rule) if rule is not None else None
+        self.inputs = inputs  # graph-less gradients hold only arrays: no cycle, no leak
+
+
+_facts: dict[int, tuple[weakref.ref, GradFacts]] = {}  # id(gradient) -> (its weak reference, its facts)
+
+
+def grad_facts(t: Tensor) -> GradFacts | None:
+    """The facts recorded about `t` as a gradient of a create_graph backward, else None."""
+    entry = _facts.get(id(t))
+    return entry[1] if entry is not None and entry[0]() is t else None
+
+
+def _note(g: Tensor, of: Tensor, kind: str, rule: Function | None = None, inputs: tuple[Tensor, ...] = ()) -> None:
+    """create_graph only: record that g is a gradient of `of` (the first record of a tensor wins)."""
+    if grad_facts(g) is None:
+        key = id(g)
+        _facts[key] = (weakref.ref(g, lambda _, key=key, facts=_facts: facts.pop(key, None)),
+                       GradFacts(of, kind, rule, inputs if g._ctx is None else ()))
 
 
 def _op_error(cls: type, parents: Sequence[Tensor], e: Exception) -> Exception:
@@ -297,6 +332,8 @@ def backprop(outputs: list[Tensor], seeds: list[Tensor], retain_graph: bool, cre
     grads: dict[Tensor, Tensor] = {}
     for t, g in zip(outputs, seeds):
         grads[t] = g if t not in grads else grads[t] + g
+        if create_graph:
+            _note(g, t, "seed")
     found: dict[Tensor, Tensor] = {}
     freed: Any = None  # a freed node that got a gradient but, its inputs released, leads nowhere known
     to_store: list[tuple[Tensor, Tensor]] = []
@@ -355,22 +392,27 @@ def backprop(outputs: list[Tensor], seeds: list[Tensor], retain_graph: bool, cre
                         pg = _unbroadcast(pg, p._data.shape, ctx)
                     if pg._data.dtype != p._data.dtype:
                         pg = pg.cast(p._data.dtype)
-                    if create_graph and pg._ctx is None and pg.name is None:  # a gradient with no graph behind
-                        pg.name = f"grad from {ctx!r}.backward"  # it: say so where it is drawn
+                    if create_graph:  # say what pg is, for the renderer
+                        _note(pg, p, "rule", ctx, (g,))
                     prev = grads.get(p)
                     if prev is None:
                         grads[p] = pg
                     elif create_graph:  # tag the Add that sums what p's consumers send back
-                        _State.grad_of = Accumulate.marking(p, ctx, "sum of the gradients\\nfrom several consumers")
+                        _State.grad_of = Accumulate.marking(p, ctx, "sum")
                         grads[p] = prev + pg
                         _State.grad_of = ctx
+                        for part in (prev, pg):
+                            facts = grad_facts(part)
+                            if facts is not None and facts.of() is p:
+                                facts.part = True
+                        _note(grads[p], p, "sum", None, (prev, pg))
                     else:
                         grads[p] = _Add(prev, pg)  # prev + pg: both the input's shape and dtype already
             if freed and len(found) < len(wanted):  # an input may lie behind the freed node: say so
                 raise _freed_error(*freed)
             stored: set[int] = {id(s) for s in seeds}
             for t, g in to_store:
-                _State.grad_of = Accumulate.marking(t, None, "into .grad") if create_graph else None
+                _State.grad_of = Accumulate.marking(t, None, "into_grad") if create_graph else None
                 _accumulate(t, g, create_graph, stored)
     finally:
         _State.grad_of = _State.rule = None
@@ -426,7 +468,13 @@ def _accumulate(t: Tensor, g: Tensor, create_graph: bool, stored: set[int]) -> N
         g = g.clone() if create_graph else Tensor._wrap(g._data.copy(order="K"))
     stored.add(id(g))
     with _guard:  # two threads' backward passes into one .grad both count
-        t._grad = g if t._grad is None else t._grad + g
+        old, t._grad = t._grad, g if t._grad is None else t._grad + g
+    if create_graph:  # t.grad is t's gradient, whatever else it was the gradient of
+        facts = grad_facts(t._grad)
+        if facts is None:
+            _note(t._grad, t, "into_grad", None, (g,) if old is None else (old, g))
+        else:
+            facts.of = weakref.ref(t)
 
 
 def backward(t: Tensor, grad: Any = None, retain_graph: bool = False, create_graph: bool = False) -> None:

@@ -14,7 +14,7 @@ import tinygrad_bn as tg
 import tinygrad_bn.nn as nn
 import tinygrad_bn.nn.functional as F
 from tinygrad_bn import analytic
-from tinygrad_bn.viz import draw
+from tinygrad_bn.viz import draw, legend
 
 
 def _batch_norm_graph(rng: np.random.Generator) -> dict[str, Any]:
@@ -97,32 +97,39 @@ def pictures(seed: int = 0) -> list[tuple[str, str, Any]]:
     slip["x"] = slip["xc"] + slip["mu"] / cache["m"]
     wrong = {**right, **{tensors[k]: np.reshape(v, tensors[k].shape) for k, v in slip.items()}}
     blocks = [f"layers.{i}" for i in range(len(mlp.layers))]
+    # the batch norm pictures open the user's scope "batch_norm" (a name the library's own uses too, so
+    # draw would collapse it by default): expand=True; a long chain is cut into bands side by side (wrap)
     return [
         ("bn_forward", "Batch norm (training mode) as autograd records it: mean, subtract, square, mean, "
-         "add eps, sqrt, divide, scale, shift. Values shown.", draw(bn["loss"], show_values=True)),
+         "add eps, sqrt, divide, scale, shift, then the loss sum(y * dy). Values shown; an arrow labelled "
+         "with a shape is an unnamed intermediate tensor.",
+         draw(bn["loss"], show_values=True, expand=True, rankdir="TB", wrap=3)),
         ("bn_backward", "The graph autograd builds for dL/dx, dL/dgamma, dL/dbeta (create_graph=True): each "
-         "ellipse is an op of a backward rule, dashed boxes are the forward values it reads.",
-         draw(x.grad, gamma.grad, beta.grad, backward=True)),
+         "purple ellipse is an op of a backward rule (the rule in brackets), dashed boxes are the forward "
+         "values it reads. It starts from the seed dL/dL = 1 (top); the Adds marked 'sum of the "
+         "gradients' are the multivariate chain rule: xc and x feed several ops, so their gradients add up.",
+         draw(x.grad, gamma.grad, beta.grad, backward=True, expand=True, rankdir="TB", wrap=3)),
         ("softmax_ce_forward", "Softmax cross-entropy with class indices: shift by the detached row max, "
          "log-sum-exp, minus the true class's shifted logit, mean (= -log y_hat of the true class).",
-         draw(loss_ce, show_values=True)),
+         draw(loss_ce, show_values=True, expand=True, rankdir="LR")),
         ("softmax_ce_backward", "Its backward graph, which computes exactly (y_hat - y) / m.",
-         draw(z.grad, backward=True)),
+         draw(z.grad, backward=True, expand=True, rankdir="TB", wrap=2)),
         ("mlp_collapsed", "A 10-block MLP with batch norm, each block (Linear -> BatchNorm1d -> ReLU) "
-         "collapsed to one node with collapse=[...] (the loss too).",
-         draw(mlp_loss, collapse=[*blocks, "cross_entropy"], rankdir="LR")),
-        ("mlp_block", "One block of that MLP expanded, the rest collapsed: clusters follow the "
-         "module paths.", draw(mlp_loss, collapse=blocks[1:])),
+         "collapsed to one node with collapse=[...] (the loss too), in two rows.",
+         draw(mlp_loss, collapse=[*blocks, "cross_entropy"], rankdir="LR", wrap=2)),
+        ("mlp_block", "One block of that MLP opened, the rest collapsed: clusters follow the module paths "
+         "(layers.0.fc, layers.0.bn); the library's batch_norm and cross_entropy stay collapsed, as by default.",
+         draw(mlp_loss, collapse=[*blocks[1:], "batch_norm", "cross_entropy"], rankdir="LR")),
         ("bn_compare", "Autograd against the staged hand-derived formula, node by node: green within "
-         "1e-12 relative.", draw(bn["loss"], compare=right)),
+         "1e-12 relative.", draw(bn["loss"], compare=right, rankdir="TB", wrap=3)),
         ("audit_rms_norm", "tg.check.audit of a user's RMS norm whose hand backward forgot the 1/2 of sqrt's "
          "derivative at ms: each audited node shows its error against the hand value and against finite "
          "differences; ms, the failing node nearest the loss, is marked FIRST WRONG (x inherits the slip).",
-         _rms_norm_slip(rng).draw()),
+         _rms_norm_slip(rng).draw(rankdir="LR", wrap=2)),
         ("bn_compare_bug", "The same with a classic slip in the hand derivation (d var = d std / std, the 1/2 "
          "of sqrt's derivative forgotten): red marks the mistake (var) and the nodes it feeds (xc, x); mu stays "
          "green, since d mu = -sum d xc and the var term drops out because the centred values sum to 0.",
-         draw(bn["loss"], compare=wrong)),
+         draw(bn["loss"], compare=wrong, rankdir="TB", wrap=3)),
     ]
 
 
@@ -135,22 +142,41 @@ def render_gallery(out: str | Path, seed: int = 0, formats: tuple[str, ...] = ("
     out.mkdir(parents=True, exist_ok=True)
     written = []
     items = []
-    for stem, caption, dot in pictures(seed):
+    for stem, caption, dot in [("legend", "", legend()), *pictures(seed)]:
         for fmt in formats:
             written.append(Path(dot.render(out / stem, format=fmt, cleanup=True)))
-        items.append(f'<figure><img src="{stem}.svg" alt="{html.escape(stem)}"><figcaption>'
-                     f"{html.escape(caption)}</figcaption></figure>")
+        if stem != "legend":
+            items.append(f'<figure><img src="{stem}.svg" alt="{html.escape(stem)}"><figcaption>'
+                         f"{html.escape(caption)}</figcaption></figure>")
     table = io.StringIO()
     with contextlib.redirect_stdout(table):
         check(seed, quick=True)
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>tinygrad_bn gallery</title><style>"
-        "body{font-family:sans-serif;max-width:1100px;margin:auto}figure{margin:2em 0}"
-        "img{max-width:100%;border:1px solid #ddd}pre{background:#f6f6f6;padding:1em;overflow:auto}"
-        "</style></head><body><h1>tinygrad_bn: backpropagation, drawn</h1>"
+        "body{font-family:sans-serif;max-width:1360px;margin:auto;padding:0 1em;line-height:1.4}"
+        "figure{margin:1.5em 0;border-top:1px solid #ddd;padding-top:1em}"
+        "img{max-width:100%;max-height:92vh;display:block;margin:auto}figcaption{max-width:60em}"
+        "pre{background:#f6f6f6;padding:1em;overflow:auto}.legend img{max-height:none}"
+        "</style></head><body><h1>tinygrad_bn: backpropagation, drawn</h1>" + _INTRO
+        + '<div class="legend"><img src="legend.svg" alt="legend"></div>'
         + "".join(items)
         + "<h2>Autograd against the hand-derived formulas (tinygrad-bn check --quick)</h2><pre>"
         + html.escape(table.getvalue()) + "</pre></body></html>")
     index = out / "index.html"
     index.write_text(page)
     return written + [index]
+
+
+_INTRO = (
+    "<p>Each picture is a graph that autograd recorded, drawn by <code>tg.viz.draw</code>. In a forward "
+    "graph, boxes are tensors (name, shape, dtype; with <code>show_values=True</code> their values and, after "
+    "backward, their gradients) and grey ellipses the ops that made them; an arrow labelled only with a shape "
+    "is an unnamed intermediate tensor. Read them in the direction of the arrows, from the inputs (blue) and "
+    "parameters (yellow) to the output (green). A backward graph (<code>backward=True</code>, after "
+    "<code>backward(create_graph=True)</code>) is the graph of the gradients: it starts from the seed "
+    "dL/dL = 1, its purple ellipses are the ops of the backward rules, dashed boxes the forward values "
+    "those rules read, and purple boxes the gradients, named dL/d(what they are the gradient of). Clusters "
+    "are <code>tg.scope</code>s and module paths; the library's own (batch_norm, cross_entropy, ...) are "
+    "collapsed by default (<code>expand=True</code> opens them). In the comparison pictures each checked "
+    "tensor is green or red by its error against a hand derivation.</p>"
+    "<p><b>Legend</b> (<code>draw(..., legend=True)</code> adds the entries a picture uses):</p>")

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..engine import ShapeError, current_scope, no_grad, scope
+from ..engine import ShapeError, no_grad, scope
 from ..creation import default_rng
 from ..tensor import DEFAULT_FLOAT, Tensor
 from . import functional as F
@@ -47,9 +47,6 @@ class Module:
         _calls.depth = depth + 1
         try:
             with scope(self._path):
-                for v in vars(self).values():  # the renderer draws parameters inside their module's cluster
-                    if isinstance(v, Parameter):
-                        v.scope = current_scope()
                 return self.forward(*args, **kwargs)
         finally:
             _calls.depth = depth
