@@ -119,7 +119,7 @@ def pictures(seed: int = 0) -> list[tuple[str, str, Any]]:
          draw(mlp_loss, collapse=[*blocks, "cross_entropy"], rankdir="LR", wrap=2)),
         ("mlp_block", "One block of that MLP opened, the rest collapsed: clusters follow the module paths "
          "(layers.0.fc, layers.0.bn); the library's batch_norm and cross_entropy stay collapsed, as by default.",
-         draw(mlp_loss, collapse=[*blocks[1:], "batch_norm", "cross_entropy"], rankdir="LR")),
+         draw(mlp_loss, collapse=[*blocks[1:], "batch_norm", "cross_entropy"], rankdir="LR", wrap=2)),
         ("bn_compare", "Autograd against the staged hand-derived formula, node by node: green within "
          "1e-12 relative.", draw(bn["loss"], compare=right, rankdir="TB", wrap=3)),
         ("audit_rms_norm", "tg.check.audit of a user's RMS norm whose hand backward forgot the 1/2 of sqrt's "
