@@ -158,13 +158,28 @@ def render_gallery(out: str | Path, seed: int = 0, formats: tuple[str, ...] = ("
         "img{max-width:100%;max-height:92vh;display:block;margin:auto}figcaption{max-width:60em}"
         "pre{background:#f6f6f6;padding:1em;overflow:auto}.legend img{max-height:none}"
         "</style></head><body><h1>tinygrad_bn: backpropagation, drawn</h1>" + _INTRO
+        + '<p><b><a href="interactive.html">The interactive page</a></b> (<code>tg.viz.to_html</code>): the '
+        "graph of a batch norm layer and cross-entropy to pan, zoom, click, collapse, and step through "
+        "backward op by op, watching each gradient arrive and add up.</p>"
         + '<div class="legend"><img src="legend.svg" alt="legend"></div>'
         + "".join(items)
         + "<h2>Autograd against the hand-derived formulas (tinygrad-bn check --quick)</h2><pre>"
         + html.escape(table.getvalue()) + "</pre></body></html>")
     index = out / "index.html"
     index.write_text(page)
-    return written + [index]
+    interactive = out / "interactive.html"
+    interactive.write_text(interactive_page(seed))
+    return written + [index, interactive]
+
+
+def interactive_page(seed: int = 0) -> str:
+    """tg.viz.to_html of a BatchNorm1d layer and cross-entropy (x requires grad, so the whole
+    normalization graph is recorded): the page README's first picture shows."""
+    rng = np.random.default_rng(seed)
+    x = tg.Tensor(rng.standard_normal((4, 3)) * 2 + 1, requires_grad=True, name="x")
+    loss = F.cross_entropy(nn.BatchNorm1d(3, dtype=np.float64)(x), rng.integers(0, 3, 4))
+    loss.name = "loss"
+    return tg.viz.to_html(loss, title="BatchNorm1d + cross-entropy: click, collapse, step through backward")
 
 
 _INTRO = (

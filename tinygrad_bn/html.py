@@ -72,7 +72,7 @@ def _svg(dot_source: str) -> str:
 def _backward_steps(tensors: tuple[Tensor, ...], g: Graph) -> list[dict[str, Any]]:
     """The backward pass of the graph's sum of outputs, op by op in reverse topological order: the
     gradient each rule receives (the total at its output), what it sends to each input (the rule
-    itself, run once more on that total), and, per input, how many consumers' gradients it sums."""
+    itself, run once more on that total), and, per input, which of the gradients it sums this is."""
     roots = [t for t in tensors if t.requires_grad and t._data.dtype.kind == "f"]
     if not roots:
         return []
@@ -82,12 +82,6 @@ def _backward_steps(tensors: tuple[Tensor, ...], g: Graph) -> list[dict[str, Any
         totals = autograd_grad(roots, wanted, [Tensor._wrap(np.ones(r.shape, r.dtype)) for r in roots],
                                retain_graph=True, allow_unused=True)
     total = {t: gr for t, gr in zip(wanted, totals)}
-    consumers: dict[Tensor, int] = {}
-    for t in order:
-        for p, need in zip(t._ctx.parents, t._ctx.needs):
-            if need:
-                consumers[p] = consumers.get(p, 0) + 1
-    arrived: dict[Tensor, int] = {}
     steps = []
     for t in reversed(order):
         ctx, g_out = t._ctx, total.get(t)
@@ -98,16 +92,24 @@ def _backward_steps(tensors: tuple[Tensor, ...], g: Graph) -> list[dict[str, Any
         sent = sent if isinstance(sent, tuple) else (sent,)
         edges = []
         for p, need, pg in zip(ctx.parents, ctx.needs, sent):
-            if not need or pg is None:
+            if not need or pg is None:  # (a rule may send one gradient for two inputs: a * a sends 2a da once)
                 continue
             pg = pg if isinstance(pg, Tensor) else Tensor._wrap(np.asarray(pg))
             if pg.shape != p.shape:
                 pg = pg._sum_to(p.shape)  # the engine's one unbroadcast, as backward does it
-            arrived[p] = arrived.get(p, 0) + 1
-            edges.append({"to": f"t{id(p)}", "grad": _stats(pg._data), "arrived": arrived[p],
-                          "of": consumers[p], "total": _stats(total[p]._data) if total.get(p) is not None else {}})
+            edges.append({"to": f"t{id(p)}", "tensor": p, "grad": _stats(pg._data)})
         steps.append({"op": f"op{id(ctx)}", "out": f"t{id(t)}", "rule": type(ctx).__name__,
                       "receives": _stats(g_out._data), "sends": edges})
+    # how many gradients each tensor receives, and which of them each send is: the sum's progress
+    count: dict[str, int] = {}
+    for e in (e for s in steps for e in s["sends"]):
+        count[e["to"]] = count.get(e["to"], 0) + 1
+    arrived: dict[str, int] = {}
+    for e in (e for s in steps for e in s["sends"]):
+        arrived[e["to"]] = arrived.get(e["to"], 0) + 1
+        p = e.pop("tensor")
+        e.update(arrived=arrived[e["to"]], of=count[e["to"]],
+                 total=_stats(total[p]._data) if total.get(p) is not None else {})
     return steps
 
 
