@@ -21,7 +21,7 @@ import numpy as np
 from .engine import _toposort, no_grad
 from .engine import grad as autograd_grad
 from .tensor import Tensor
-from .viz import _TENSOR_STYLE, Graph, _collapse, _overlay, draw, trace
+from .viz import _OP_FILL, _OVERLAY, _TENSOR_STYLE, LEGEND, Graph, _collapse, _overlay, draw, trace
 
 _TEMPLATE = Path(__file__).with_name("graph_page.html")
 
@@ -133,6 +133,13 @@ def _node_facts(g: Graph, marks: Mapping[str, tuple[bool, str]]) -> dict[str, di
     return facts
 
 
+def _legend() -> list[dict[str, str]]:
+    """viz's legend (its words, its colours) for the page's side panel."""
+    fill = {**{k: v["fillcolor"] for k, v in _TENSOR_STYLE.items()}, **_OP_FILL, "collapsed": "#f5f0dc",
+            "ok": _OVERLAY[True], "off": _OVERLAY[False], "edge": "#ffffff"}
+    return [{"name": text.replace("\\n", " "), "fill": fill.get(key, "#ffffff")} for key, text in LEGEND]
+
+
 class Page(str):
     """The page's HTML (a str); in Jupyter it displays itself inline, in an isolated frame."""
 
@@ -188,7 +195,7 @@ def to_html(*tensors: Tensor, backward: bool = False, show_values: bool = False,
     data = {"title": title or ("backward graph" if backward else "forward graph"), "names": names,
             "start": _key(start), "views": views, "nodes": _node_facts(g, marks),
             "steps": [] if backward else _backward_steps(tensors, g),
-            "legend": [{"name": k, "fill": v["fillcolor"]} for k, v in _TENSOR_STYLE.items()]}
+            "legend": _legend()}
     page = _TEMPLATE.read_text()
     payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")  # nothing closes the script early
     return Page(page.replace("__TITLE__", html_escape.escape(data["title"])).replace("__DATA__", payload))
