@@ -157,10 +157,10 @@ def render_gallery(out: str | Path, seed: int = 0, formats: tuple[str, ...] = ("
         "figure{margin:1.5em 0;border-top:1px solid #ddd;padding-top:1em}"
         "img{max-width:100%;max-height:92vh;display:block;margin:auto}figcaption{max-width:60em}"
         "pre{background:#f6f6f6;padding:1em;overflow:auto}.legend img{max-height:none}"
-        "</style></head><body><h1>tinygrad_bn: backpropagation, drawn</h1>" + _INTRO
+        "</style></head><body><h1>tinygrad_bn: backpropagation, drawn</h1>"
         + '<p><b><a href="interactive.html">The interactive page</a></b> (<code>tg.viz.to_html</code>): the '
         "graph of a batch norm layer and cross-entropy to pan, zoom, click, collapse, and step through "
-        "backward op by op, watching each gradient arrive and add up.</p>"
+        "backward op by op, watching each gradient arrive and add up.</p>" + _INTRO
         + '<div class="legend"><img src="legend.svg" alt="legend"></div>'
         + "".join(items)
         + "<h2>Autograd against the hand-derived formulas (tinygrad-bn check --quick)</h2><pre>"
