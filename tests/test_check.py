@@ -10,7 +10,8 @@ import pytest
 
 import tinygrad_bn as tg
 from tinygrad_bn import Tensor
-from tinygrad_bn.check import GradcheckError, gradcheck, gradgradcheck, numerical_grad
+from tinygrad_bn import analytic
+from tinygrad_bn.check import GradcheckError, compare, gradcheck, gradgradcheck, numerical_grad
 from tinygrad_bn.engine import Function
 
 ATOL, RTOL = 1e-7, 1e-6
@@ -276,3 +277,16 @@ def test_gradcheck_takes_an_input_with_no_elements():
     empty, x = _leaf(np.zeros((0, 3))), _leaf([1.0, 2.0])
     assert gradcheck(lambda e, y: tg.cat([e.sum(axis=0), y * y]), [empty, x])
     np.testing.assert_array_equal(numerical_grad(lambda e: e * 2, [empty])[0], np.zeros((0, 3)))
+
+
+def test_compare_tolerances_follow_the_dtype_by_default(rng):
+    """A correct float32 gradient passes against its float64 truth; a 1% slip fails in any dtype."""
+    z = rng.standard_normal((64, 10))
+    truth = analytic.softmax_cross_entropy_backward(z, rng.integers(0, 10, 64))
+    got32 = truth.astype(np.float32)  # what a right float32 autograd gives: the truth, rounded
+    assert compare({"dz": got32}, {"dz": truth}).ok
+    assert compare({"dz": got32}, {"dz": truth}).rows[0].rtol == 1e-4
+    assert not compare({"dz": got32 * np.float32(1.01)}, {"dz": truth}).ok
+    assert compare({"dz": truth * (1 + 1e-12)}, {"dz": truth}).ok
+    assert not compare({"dz": truth * (1 + 1e-8)}, {"dz": truth}).ok  # float64: 1e-10
+    assert compare({"dz": truth * (1 + 1e-8)}, {"dz": truth}, rtol=1e-6).ok

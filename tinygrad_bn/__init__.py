@@ -1,4 +1,6 @@
 """tinygrad_bn: a small, exact reverse-mode autodiff on NumPy, for checking hand-derived gradients."""
+__version__ = "0.2.0"  # the one place the version is written (pyproject.toml reads it from here)
+
 from . import engine  # noqa: I001  (first: tensor.py and ops.py build on it)
 from .engine import AxisError, Function, ShapeError, enable_grad, grad, is_grad_enabled, no_grad, scope
 from .guards import AnomalyError, detect_anomaly
@@ -10,4 +12,4 @@ from . import analytic, check, nn, optim, viz
 __all__ = ["Tensor", "Function", "tensor", "from_numpy", "zeros", "ones", "randn", "full", "eye", "arange",
            "zeros_like", "ones_like", "randint", "multinomial", "maximum", "minimum", "where", "cat", "stack",
            "manual_seed", "grad", "no_grad", "enable_grad", "is_grad_enabled", "scope", "ShapeError", "AxisError",
-           "detect_anomaly", "AnomalyError", "analytic", "check", "nn", "optim", "viz", "engine"]
+           "detect_anomaly", "AnomalyError", "analytic", "check", "nn", "optim", "viz", "engine", "__version__"]

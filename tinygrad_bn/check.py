@@ -247,23 +247,32 @@ def _array(v: Any) -> np.ndarray:
     return np.asarray(v._data if isinstance(v, Tensor) else v)
 
 
-def compare(autograd: dict[str, Any], reference: dict[str, Any], rtol: float = 1e-12, atol: float = 0.0,
+_DEFAULTS = {8: (1e-10, 1e-6, 1e-6), 4: (1e-4, 1e-2, 1e-3), 2: (1e-2, 1e-1, 1e-2)}  # by itemsize: rtol, fd_rtol, fd_eps
+
+
+def compare(autograd: dict[str, Any], reference: dict[str, Any], rtol: float | None = None, atol: float | None = None,
             title: str = "") -> Report:
     """Compare arrays by name: per name the shape, max |a - b|, max |a - b| / max |b| and pass/fail
-    (max |a - b| <= atol + rtol * max |b|). Both dicts must name the same arrays."""
+    (max |a - b| <= atol + rtol * max |b|). Both dicts must name the same arrays. rtol defaults to
+    the precision of the coarser of the two arrays (float64 1e-10, float32 1e-4, float16 1e-2), so
+    a correct float32 gradient passes; atol to 0."""
     if set(autograd) != set(reference):
         raise ValueError(f"compare: names differ: only in autograd {sorted(set(autograd) - set(reference))}, "
                          f"only in reference {sorted(set(reference) - set(autograd))}")
+    atol = 0.0 if atol is None else atol
     rows = []
     for name, a in autograd.items():
-        a, b = _array(a).astype(np.float64), _array(reference[name]).astype(np.float64)
+        a, b = _array(a), _array(reference[name])
+        sizes = [x.dtype.itemsize for x in (a, b) if x.dtype.kind == "f"]
+        tol = rtol if rtol is not None else _DEFAULTS.get(min(sizes, default=8), _DEFAULTS[8])[0]
+        a, b = a.astype(np.float64), b.astype(np.float64)
         if a.shape != b.shape:
-            rows.append(Row(name, a.shape, np.inf, np.inf, False, rtol))
+            rows.append(Row(name, a.shape, np.inf, np.inf, False, tol))
             continue
         err = float(np.max(np.abs(a - b))) if a.size else 0.0
         scale = float(np.max(np.abs(b))) if b.size else 0.0
         rel = err / scale if scale > 0 else (0.0 if err == 0 else np.inf)
-        rows.append(Row(name, a.shape, err, rel, bool(err <= atol + rtol * scale), rtol))  # NaN fails
+        rows.append(Row(name, a.shape, err, rel, bool(err <= atol + tol * scale), tol))  # NaN fails
     return Report(rows, atol, title)
 
 
@@ -405,7 +414,6 @@ class Audit:
         return draw(self.loss, compare=self, **options)
 
 
-_DEFAULTS = {8: (1e-10, 1e-6, 1e-6), 4: (1e-4, 1e-2, 1e-3), 2: (1e-2, 1e-1, 1e-2)}  # itemsize: rtol, fd_rtol, fd_eps
 
 
 def _check_row(name: str, a: np.ndarray, b: np.ndarray, rtol: float, atol: float,

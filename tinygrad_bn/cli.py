@@ -46,7 +46,9 @@ def train(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tinygrad_bn import __version__
     parser = argparse.ArgumentParser(prog="tinygrad-bn", description="tinygrad_bn: exact autodiff on NumPy")
+    parser.add_argument("--version", action="version", version=f"tinygrad-bn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="the gradient report and the rendered graphs")
     p.add_argument("--seed", type=int, default=0)
