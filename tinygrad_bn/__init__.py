@@ -8,8 +8,10 @@ from .tensor import Tensor, cat, maximum, minimum, stack, where
 from .creation import (arange, eye, from_numpy, full, manual_seed, multinomial, ones, ones_like, randint, randn, tensor,
                        zeros, zeros_like)
 from . import analytic, check, nn, optim, viz
+from .serialize import load, save
 
 __all__ = ["Tensor", "Function", "tensor", "from_numpy", "zeros", "ones", "randn", "full", "eye", "arange",
            "zeros_like", "ones_like", "randint", "multinomial", "maximum", "minimum", "where", "cat", "stack",
            "manual_seed", "grad", "no_grad", "enable_grad", "is_grad_enabled", "scope", "ShapeError", "AxisError",
-           "detect_anomaly", "AnomalyError", "analytic", "check", "nn", "optim", "viz", "engine", "__version__"]
+           "detect_anomaly", "AnomalyError", "analytic", "check", "nn", "optim", "viz", "engine", "save", "load",
+           "__version__"]
