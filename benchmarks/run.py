@@ -215,8 +215,8 @@ def ce_inputs(n=4096, c=1000):
 
 
 def ce_numpy(z, t):
-    """J = mean_i (logsumexp(z_i) - z_{i,t_i}); dJ/dz = (softmax(z) - onehot(t)) / n (SEED.md
-    section 5), reusing the forward's exponentials. Returns [dz] and J."""
+    """J = mean_i (logsumexp(z_i) - z_{i,t_i}); dJ/dz = (softmax(z) - onehot(t)) / n (docs/course.md
+    section 7), reusing the forward's exponentials. Returns [dz] and J."""
     rows = np.arange(len(t))
     shifted = z - z.max(axis=1, keepdims=True)  # softmax is shift-invariant: exp never overflows
     e = np.exp(shifted)

@@ -1,4 +1,4 @@
-"""Normalizing the inputs speeds up learning (SEED.md section 1).
+"""Normalizing the inputs speeds up learning (docs/course.md section 1).
 
 Softmax regression on the digits, raw pixels (0..16) against standardized ones (mean 0, variance
 1 per pixel, with the training statistics). For each, plain SGD at the best of a grid of

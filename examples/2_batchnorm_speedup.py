@@ -1,4 +1,4 @@
-"""Batch norm speeds up training (SEED.md section 3).
+"""Batch norm speeds up training (docs/course.md section 4).
 
 The same 6-hidden-layer ReLU MLP on the digits, from the same initial weights (PyTorch's
 default initialization), trained with plain SGD with and without batch norm at several learning

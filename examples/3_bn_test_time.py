@@ -1,4 +1,4 @@
-"""Batch norm at test time (SEED.md section 4).
+"""Batch norm at test time (docs/course.md section 5).
 
 Train an MLP with batch norm; its running (exponentially weighted, momentum 0.1 = the notes'
 beta 0.9) statistics are what eval mode uses. Compare them with the exact population statistics

@@ -1,4 +1,4 @@
-"""The regularization noise of batch norm (SEED.md section 3).
+"""The regularization noise of batch norm (docs/course.md section 6).
 
 In training mode an example is normalized with the mean and variance of whatever mini-batch it
 lands in, so its z_tilde jitters from batch to batch (multiplicative and additive noise, like

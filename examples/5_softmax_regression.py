@@ -1,4 +1,4 @@
-"""Softmax regression on the digits, and its gradient (SEED.md section 5).
+"""Softmax regression on the digits, and its gradient (docs/course.md section 7).
 
 A linear layer and softmax, trained with cross-entropy in float64. At every step, autograd's
 gradient of the cost with respect to the logits z (kept with retain_grad) is compared with the

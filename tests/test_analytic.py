@@ -138,7 +138,7 @@ def test_staged_backward_equals_compact(shape, scale, rng):
 
 def test_staged_intermediates_match_finite_differences_of_each_node(rng):
     """d var, d std, ... of the staged backward against differences that perturb only that node,
-    with x_hat = xc / std and std = sqrt(var + eps) recomputed downstream (the chain of SEED.md)."""
+    with x_hat = xc / std and std = sqrt(var + eps) recomputed downstream (the chain of docs/course.md section 3)."""
     x, gamma, beta, dy = bn_inputs(rng, (5, 3))
     cache = analytic.batchnorm_forward(x, gamma, beta, EPS, 0)[1]
     staged = analytic.batchnorm_backward_staged(dy, cache)
@@ -189,7 +189,7 @@ def test_audit_passes_at_any_data_scale(shape, scale, shift, rng):
     assert_ok(audit_batch_norm(*bn_inputs(rng, shape, scale=scale, shift=shift)))
 
 
-STEPS = [  # the staged backward, one step per line (SEED.md section 2 walked backward), used only to
+STEPS = [  # the staged backward, one step per line (docs/course.md section 3.1), used only to
     # re-run the steps downstream of a corrupted node; test_fault_free_replay_equals_library pins it
     ("x_hat", lambda d, c: d["y"] * c["gamma"]),
     ("std", lambda d, c: (d["x_hat"] * -c["xc"] / c["std"] ** 2).sum(axis=c["axes"], keepdims=True)),

@@ -295,7 +295,7 @@ def test_batch_norm_with_variance_1e_12(shape, rng):
 # ------------------------------------------------------------------------------- softmax, the seed
 
 def test_notes_example_one_hot_loss_is_minus_log_y_hat_2(rng):
-    """SEED.md section 5: y = [0, 1, 0, 0] gives L = -log(y_hat_2) (the second class, index 1)."""
+    """docs/course.md section 7: y = [0, 1, 0, 0] gives L = -log(y_hat_2) (the second class, index 1)."""
     logits = rng.standard_normal((1, 4))
     y_hat = np.exp(logits[0]) / np.exp(logits[0]).sum()
     for target in (np.array([[0.0, 1.0, 0.0, 0.0]]), np.array([1])):
@@ -315,7 +315,7 @@ def test_one_hot_loss_is_minus_log_of_the_true_class_per_example(rng):
 
 @pytest.mark.parametrize("m", [1, 4, 32])
 def test_dz_is_y_hat_minus_y_over_m(m, rng):
-    """SEED.md section 5: backprop through softmax and cross-entropy together gives (y_hat - y) / m for
+    """docs/course.md section 7: backprop through softmax and cross-entropy together gives (y_hat - y) / m for
     the mean cost J, and y_hat - y per example (reduction sum)."""
     logits, labels = rng.standard_normal((m, 5)), rng.integers(0, 5, m)
     y_hat, y = np.exp(logits) / np.exp(logits).sum(1, keepdims=True), np.eye(5)[labels]

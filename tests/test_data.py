@@ -1,6 +1,6 @@
 """tinygrad_bn.data: mini-batches (every example once per epoch, seeded shuffles, x and y aligned,
 drop_last, bad arguments), the digits split (shapes, labels, dtype, seeded and disjoint; skipped
-without scikit-learn) and input standardization (SEED.md section 1: train statistics, applied to test)."""
+without scikit-learn) and input standardization (docs/course.md section 1: train statistics, applied to test)."""
 import sys
 
 import numpy as np

@@ -903,7 +903,7 @@ def _soft_targets_1e4(dtype):
 
 
 def _norm_formula(x, g, b, dy, axes):
-    """Normalization over `axes` and its input gradient in float64 NumPy (SEED.md section 2):
+    """Normalization over `axes` and its input gradient in float64 NumPy (docs/course.md section 2):
     x_hat = (x - mu) / sqrt(var + eps), y = g x_hat + b,
     dx = (dxh - mean dxh - x_hat mean(dxh x_hat)) / std with dxh = g dy (g, b broadcastable)."""
     mu, var = x.mean(axes, keepdims=True), x.var(axes, keepdims=True)

@@ -79,7 +79,7 @@ def test_running_statistics_replayed_in_numpy(name, momentum, rng):
 
 
 def test_running_averages_converge_to_the_population_statistics():
-    """SEED.md section 4 with momentum 0.1 (the notes' EWA beta = 0.9): after many mini-batches from a
+    """docs/course.md section 5 with momentum 0.1 (the notes' EWA beta = 0.9): after many mini-batches from a
     fixed distribution, running_mean and running_var estimate the population mean and variance. An
     EWA with weight a of i.i.d. terms of variance s^2 has the stationary variance s^2 a / (2 - a);
     over 64 channels every standardized error stays within 5 sd and their mean within 5 / 8."""
@@ -122,7 +122,7 @@ def test_momentum_none_is_the_exact_mean_of_the_batch_statistics():
 
 @pytest.mark.parametrize("kind, shape", [("1d", (12, 5)), ("1d", (6, 5, 4)), ("2d", (4, 5, 3, 2))], ids=str)
 def test_eval_on_a_batch_of_one_equals_eval_on_the_whole_batch(kind, shape, rng):
-    """SEED.md section 4: at test time each example is normalized with the running statistics alone,
+    """docs/course.md section 5: at test time each example is normalized with the running statistics alone,
     so it does not matter which others share its batch; eval mode changes no state."""
     bn = bn_module(kind, 5)
     bn.weight.data[...] = rng.standard_normal(5) + 1
@@ -149,7 +149,7 @@ def test_eval_on_a_batch_of_one_equals_eval_on_the_whole_batch(kind, shape, rng)
                                                        ("2d", (2, 3, 4, 4), 1e-2, 1.0), ("1d", (2, 6), 1.0, 0.0)],
                          ids=str)
 def test_batch_norm_can_be_the_identity(kind, shape, scale, shift, rng):
-    """SEED.md section 2: with gamma = sqrt(sigma^2 + eps) and beta = mu, z_tilde = z (to round-off)."""
+    """docs/course.md section 2: with gamma = sqrt(sigma^2 + eps) and beta = mu, z_tilde = z (to round-off)."""
     x = batch(rng, shape, scale, shift)
     axes = axes_of(len(shape))
     bn = bn_module(kind, shape[1])
@@ -159,7 +159,7 @@ def test_batch_norm_can_be_the_identity(kind, shape, scale, shift, rng):
 
 
 def test_a_bias_before_batch_norm_gets_zero_gradient(rng):
-    """SEED.md section 2: mean subtraction cancels b[l], so dJ/db = sum_i dz_tilde-backprop = 0:
+    """docs/course.md section 2: mean subtraction cancels b[l], so dJ/db = sum_i dz_tilde-backprop = 0:
     the bias of Linear -> BatchNorm1d is redundant (beta takes its place). Without batch norm the
     same bias is not."""
     def model(bn: bool):

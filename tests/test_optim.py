@@ -199,8 +199,8 @@ def test_first_steps_in_closed_form(name, rng):
 
 
 def test_adam_step_size_is_about_lr_whatever_the_gradient_scale(rng):
-    """Adam's first update is lr sign(g) up to eps, for gradients of any size (SEED.md: the reason to
-    use it); plain SGD's is proportional to the gradient."""
+    """Adam's first update is lr sign(g) up to eps, for gradients of any size (docs/course.md section 2
+    trains gamma and beta with it); plain SGD's is proportional to the gradient."""
     for scale in [1e-6, 1.0, 1e6]:
         p = tg.Tensor(np.zeros(5), requires_grad=True)
         g = rng.uniform(0.5, 2.0, 5) * rng.choice([-1.0, 1.0], 5) * scale

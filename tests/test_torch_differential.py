@@ -15,7 +15,7 @@ NaN and inf must appear at the same places as in PyTorch; the finite rest is com
 with rtol 1e-10; in float32 against PyTorch run in float64, where tinygrad_bn may be a few times
 further off than PyTorch's own float32 result is (plus a small floor).
 
-Two deliberate differences, documented in README (Safety) and pinned in tests/test_silent.py:
+Two deliberate differences, documented in docs/safety.md and pinned in tests/test_silent.py:
 - SELECTS: where abs (at 0), max/min (at the other elements), pow (at a base or exponent of 0) and
   std (of a constant, in second derivatives) send no gradient, tinygrad_bn sends exactly 0 even
   when the upstream gradient is infinite, as central differences do; PyTorch multiplies its 0 by

@@ -1,7 +1,7 @@
 """The hand-derived formulas, in plain NumPy: the oracle autograd is checked against (and which is
 itself checked against finite differences). Nothing of the engine is imported here.
 
-Notation (SEED.md section 2): over the m values of one channel, mu = mean(x), xc = x - mu,
+Notation (docs/course.md section 2): over the m values of one channel, mu = mean(x), xc = x - mu,
 var = mean(xc^2) (biased), std = sqrt(var + eps), x_hat = xc / std, y = gamma * x_hat + beta.
 `axis` names the reduced axes: 0 for (N, C); (0, 2) for (N, C, L); (0, 2, 3) for (N, C, H, W).
 """
@@ -29,7 +29,7 @@ def _count(shape: tuple[int, ...], axes: tuple[int, ...]) -> int:
 
 def batchnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5,
                       axis: int | tuple[int, ...] = 0) -> tuple[np.ndarray, dict[str, Any]]:
-    """Training-mode batch norm (SEED.md section 2). x: (N, C, ...); gamma, beta: (C,).
+    """Training-mode batch norm (docs/course.md section 2). x: (N, C, ...); gamma, beta: (C,).
     Returns y (x's shape) and the cache the backward formulas read."""
     axes = _axes(axis, x.ndim)
     mu = x.mean(axis=axes, keepdims=True)
@@ -44,7 +44,7 @@ def batchnorm_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: f
 
 
 def batchnorm_backward(dy: np.ndarray, cache: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The compact formula of SEED.md (training mode), dy = dJ/dy:
+    """The compact formula of docs/course.md section 3.2 (training mode), dy = dJ/dy:
         dbeta  = sum_i dy_i
         dgamma = sum_i dy_i x_hat_i
         dx     = gamma / (m std) * (m dy - sum_i dy_i - x_hat sum_i dy_i x_hat_i)
@@ -84,7 +84,7 @@ def standardize_backward_staged(d_x_hat: np.ndarray, cache: dict[str, Any]) -> d
 def batchnorm_eval_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
                            running_var: np.ndarray, eps: float = 1e-5, axis: int | tuple[int, ...] = 0,
                            ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Eval-mode batch norm (SEED.md section 4): the running statistics are constants."""
+    """Eval-mode batch norm (docs/course.md section 5): the running statistics are constants."""
     axes = _axes(axis, x.ndim)
     std = np.sqrt(_expand(running_var, axes, x.ndim) + eps)
     x_hat = (x - _expand(running_mean, axes, x.ndim)) / std
@@ -165,7 +165,7 @@ def one_hot(labels: np.ndarray, num_classes: int, dtype: Any = np.float64) -> np
 def softmax_cross_entropy_backward(logits: np.ndarray, target: np.ndarray, reduction: str = "mean",
                                    weight: np.ndarray | None = None, ignore_index: int = -100,
                                    label_smoothing: float = 0.0) -> np.ndarray:
-    """dJ/dz of F.cross_entropy (SEED.md section 5, with PyTorch's weight, ignore_index and smoothing).
+    """dJ/dz of F.cross_entropy (docs/course.md sections 7 and 10, with PyTorch's weight, ignore_index and smoothing).
     logits (C,), (N, C) or (N, C, d1, ...), classes in axis 1; p = softmax(z) per position, w the class
     weights (else 1), W = sum_c w_c, eps = label_smoothing. As d(-log p_k)/dz_c = p_c - [c = k]:
         class indices y:  l = (1-eps) w_y (-log p_y) + eps/C sum_k w_k (-log p_k)

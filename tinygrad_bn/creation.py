@@ -28,7 +28,7 @@ def tensor(data: Any, requires_grad: bool = False, dtype: Any = None, name: str 
 
 def from_numpy(a: np.ndarray, requires_grad: bool = False) -> Tensor:
     """A leaf sharing `a` (as torch.from_numpy): no copy. While a live graph reads it, `a` is
-    read-only; a view of `a` you took before is yours to keep unwritten (see README, Safety)."""
+    read-only; a view of `a` you took before is yours to keep unwritten (see docs/safety.md)."""
     if not isinstance(a, np.ndarray):
         raise TypeError(f"from_numpy: expected an ndarray, got {type(a).__name__}")
     if a.dtype.kind not in "biufc":

@@ -89,7 +89,7 @@ def pictures(seed: int = 0) -> list[tuple[str, str, Any]]:
     tensors = {**{k: s[k] for k in F.STAGES}, "x": x, "gamma": gamma, "beta": beta}
     right = {t: np.reshape(bn["staged"][k], t.shape) for k, t in tensors.items()}
     # a classic slip in the hand derivation: d var = d std / std, forgetting the 1/2 of sqrt's
-    # derivative; the steps after it (SEED.md's staged backward) carry the error on
+    # derivative; the steps after it (the staged backward, docs/course.md 3.1) carry the error on
     d, cache = bn["staged"], analytic.batchnorm_forward(x._data, gamma._data, beta._data)[1]
     slip = {"var": d["std"] / cache["std"]}
     slip["xc"] = d["x_hat"] / cache["std"] + slip["var"] * 2 * cache["xc"] / cache["m"]
@@ -135,9 +135,12 @@ def pictures(seed: int = 0) -> list[tuple[str, str, Any]]:
 
 def render_gallery(out: str | Path, seed: int = 0, formats: tuple[str, ...] = ("svg", "png")) -> list[Path]:
     """Render every picture into `out` as SVG and PNG, plus index.html with captions and the
-    `tinygrad-bn check` table. Returns the files written."""
+    `tinygrad-bn check` table. Returns the files written. Without Graphviz's `dot`, a DotNotFoundError
+    (saying how to install it) before anything is written."""
+    from tinygrad_bn._missing import require_dot
     from tinygrad_bn.report import check
 
+    require_dot("rendering the gallery")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []

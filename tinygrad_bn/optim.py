@@ -1,4 +1,4 @@
-"""Optimizers (SEED.md section 2: gamma and beta are updated like W, by gradient descent, momentum,
+"""Optimizers (docs/course.md section 2: gamma and beta are updated like W, by gradient descent, momentum,
 RMSprop or Adam; AdamW as well). Each update is PyTorch's, written out; parameters are updated in
 place, and a parameter without a gradient is skipped, as PyTorch does. weight_decay is PyTorch's: an
 L2 term added to the gradient (g + wd w) everywhere but AdamW, whose decay is decoupled."""

@@ -1,4 +1,4 @@
-"""A small training loop and the batch norm speed-up experiment (SEED.md section 3), shared by
+"""A small training loop and the batch norm speed-up experiment (docs/course.md section 4), shared by
 examples/ and `tinygrad-bn train`."""
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def progress(items: Iterable[Any], total: int, desc: str, enabled: bool = True) 
 
 class Block(nn.Module):
     """z = x W^T (+ b) -> [BatchNorm1d] -> ReLU. With batch norm the Linear has no bias: the
-    mean subtraction cancels it and beta takes its place (SEED.md section 2)."""
+    mean subtraction cancels it and beta takes its place (docs/course.md section 2)."""
     def __init__(self, n_in: int, n_out: int, batch_norm: bool, rng: np.random.Generator, dtype: Any):
         self.fc = nn.Linear(n_in, n_out, bias=not batch_norm, dtype=dtype, rng=rng)
         self.bn = nn.BatchNorm1d(n_out, dtype=dtype) if batch_norm else None

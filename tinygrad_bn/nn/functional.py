@@ -19,7 +19,7 @@ STAGES = ("mu", "xc", "var", "std", "x_hat")  # the named nodes of the normaliza
 
 def standardize(x: Tensor, axes: tuple[int, ...], eps: float, mark: Callable[[str, Tensor], Tensor] | None = None,
                 ) -> dict[str, Tensor]:
-    """The normalization graph of SEED.md section 2, one named Tensor per stage:
+    """The normalization graph of docs/course.md section 2, one named Tensor per stage:
         mu = mean(x), xc = x - mu, var = mean(xc^2) (biased: divide by m),
         std = sqrt(var + eps), x_hat = xc / std       (statistics over `axes`, kept as size-1 dims).
     Each stage passes through `mark` (tg.check.node, for an audit that perturbs one node and
@@ -108,7 +108,7 @@ def _channel(v: Tensor | None, ndim: int) -> Tensor | None:
 
 
 def _affine(x_hat: Tensor, weight: Tensor | None, bias: Tensor | None) -> Tensor:
-    """y = gamma * x_hat + beta (SEED.md: z_tilde), either part optional."""
+    """y = gamma * x_hat + beta (docs/course.md section 2: z_tilde), either part optional."""
     y = x_hat if weight is None else x_hat * weight
     return y if bias is None else y + bias
 
@@ -124,10 +124,10 @@ def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | Non
                bias: Tensor | None = None, training: bool = False, momentum: float = 0.1, eps: float = 1e-5,
                ) -> Tensor:
     """Batch norm of x (N, C, ...) per channel C, statistics over N and the trailing axes.
-    Training: normalize with the batch mean and biased variance (SEED.md section 2), and update
+    Training: normalize with the batch mean and biased variance (docs/course.md section 2), and update
     running stats in place: running = (1 - momentum) running + momentum batch_stat, with the
     UNBIASED batch variance (PyTorch's convention). Eval: normalize with the running statistics
-    (SEED.md section 4), which are constants of the graph. NaN in x propagates to its channel."""
+    (docs/course.md section 5), which are constants of the graph. NaN in x propagates to its channel."""
     # every check comes before the first write: a bad call leaves the running statistics as they were
     given = {k: v for k, v in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
                                 ("running_var", running_var)) if v is not None}
@@ -254,7 +254,7 @@ def embedding(indices: Any, weight: Tensor) -> Tensor:
 
 def cross_entropy(logits: Tensor, target: Any, weight: Any = None, ignore_index: int = -100, reduction: str = "mean",
                   label_smoothing: float = 0.0) -> Tensor:
-    """PyTorch's cross_entropy, -sum_c y_c log softmax(z)_c per position (SEED.md section 5). logits (C,),
+    """PyTorch's cross_entropy, -sum_c y_c log softmax(z)_c per position (docs/course.md section 10). logits (C,),
     (N, C) or (N, C, d1, ...), classes in axis 1; target class indices (), (N,) or (N, d1, ...) (an int
     ndarray or Tensor), or probabilities / one-hot of the logits' shape. With class weights w (C,) (else
     1), smoothing eps and p = softmax(z), per position:
