@@ -632,7 +632,7 @@ def audit(f: Callable, inputs: Sequence[Tensor], derivation: Callable | dict, rt
 
 def audit_batch_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, dy: np.ndarray, eps: float = 1e-5,
                      **options: Any) -> Audit:
-    """check.audit applied to training-mode batch norm (SEED.md section 2): loss = sum(y * dy), the
+    """check.audit applied to training-mode batch norm (docs/course.md section 3): loss = sum(y * dy), the
     nodes mu, xc, var, std, x_hat marked inside the normalization graph, and the derivation
     analytic.batchnorm_backward_staged. x (N, C, ...) float64, gamma and beta (C,), dy like x."""
     from . import analytic

@@ -46,7 +46,7 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0, dtype: type = np.floa
 
 
 def standardize(x_train: np.ndarray, *others: np.ndarray, eps: float = 1e-8) -> list[np.ndarray]:
-    """Input normalization (SEED.md section 1): subtract the training mean and divide by the
+    """Input normalization (docs/course.md section 1): subtract the training mean and divide by the
     training standard deviation, per feature; the same statistics are applied to `others`."""
     mu = x_train.mean(axis=0)
     sigma = np.sqrt(((x_train - mu) ** 2).mean(axis=0)) + eps

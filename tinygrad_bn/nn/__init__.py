@@ -304,7 +304,7 @@ class Sequential(Module):
 
 
 class _BatchNorm(Module):
-    """Batch norm over channel axis 1 (SEED.md sections 2 and 4), PyTorch's semantics: training mode
+    """Batch norm over channel axis 1 (docs/course.md sections 2 and 5), PyTorch's semantics: training mode
     normalizes with batch statistics and updates the running ones (momentum=None: a cumulative
     average, 1/num_batches_tracked); eval mode uses the running ones; without
     track_running_stats both modes use batch statistics."""
