@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from functools import partial
 
-import numpy as np
-
 import run  # run.py beside this file: pins one BLAS thread before NumPy loads, and the shared cases
+
+# isort: split
+import numpy as np
 
 try:
     import autograd.numpy as anp

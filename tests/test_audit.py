@@ -9,7 +9,6 @@ from tinygrad_bn import analytic, report
 from tinygrad_bn.check import GradcheckError, audit, gradcheck, gradgradcheck, node
 from tinygrad_bn.report import rms_norm_derivation, rms_norm_loss
 
-
 # ---------------------------------------------------------------- a user layer: RMS norm, audited
 
 def rms_inputs(rng, dtype=np.float64):

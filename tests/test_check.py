@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 import tinygrad_bn as tg
-from tinygrad_bn import Tensor
-from tinygrad_bn import analytic
+from tinygrad_bn import Tensor, analytic
 from tinygrad_bn.check import GradcheckError, compare, gradcheck, gradgradcheck, numerical_grad
 from tinygrad_bn.engine import Function
 

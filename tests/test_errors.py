@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
+from conftest import assert_same, both, snap
 
 import tinygrad_bn as tg
 import tinygrad_bn.nn as nn
@@ -26,8 +27,6 @@ import tinygrad_bn.nn.functional as F
 from tinygrad_bn import Tensor, ops
 from tinygrad_bn.engine import Function
 from tinygrad_bn.viz import GraphTooLargeError
-
-from conftest import assert_same, both, snap
 
 F32, F64 = np.float32, np.float64
 EPS = 1e-5

@@ -11,13 +11,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
+from conftest import assert_same, both, snap
 
 import tinygrad_bn as tg
 import tinygrad_bn.nn as nn
 import tinygrad_bn.nn.functional as F
 from tinygrad_bn import Tensor
-
-from conftest import assert_same, both, snap
 
 F64 = np.float64
 

@@ -8,10 +8,9 @@ import math
 
 import numpy as np
 import pytest
+from conftest import assert_same, both, snap
 
 import tinygrad_bn as tg
-
-from conftest import assert_same, both, snap
 
 F64, F32 = np.float64, np.float32
 SHAPES = [(3, 4), (5,), (), (2, 3, 2)]  # parameters of different shapes, a 0-d one among them

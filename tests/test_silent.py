@@ -11,7 +11,6 @@ import tinygrad_bn as tg
 import tinygrad_bn.nn.functional as F
 from tinygrad_bn import Tensor
 
-
 # ------------------------------------------------------------------ float32 normalization of a constant row
 
 @pytest.mark.parametrize("value", [1000.1, -3.7e4, 0.3])

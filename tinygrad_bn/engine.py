@@ -12,13 +12,16 @@ import os
 import sys
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any
 from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .tensor import Tensor
+if TYPE_CHECKING:  # bound at run time by _link (at the end of this file), once tensor.py has loaded
+    from .guards import _check_finite, _check_snapshots, _guard, _lock, _replaced_error, _user_site
+    from .tensor import Tensor, _broadcasts_to
+
+    _Add: Callable[..., Tensor]
 
 
 def _keep_freed_memory() -> None:
@@ -507,8 +510,14 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor], 
     return result
 
 
-from .guards import _check_finite, _check_snapshots, _guard, _lock, _replaced_error, _user_site  # noqa: E402  (guards builds on this module)
-from .tensor import Tensor, _broadcasts_to  # noqa: E402  (tensor.py imports this module; apply makes Tensors)
-from .ops import Add  # noqa: E402  (ops.py builds on Function)
-
-_Add = Add.apply
+def _link() -> None:
+    """Bind what the engine uses at run time from the modules that build on it: Tensor (apply makes
+    them), Add (backward sums with it) and the guards. This module imports nothing of the package
+    when it loads, so it can load first from any import order; tensor.py, which imports this module,
+    guards.py and ops.py, calls _link once at its end, when all of those names exist. Plain module
+    globals, so the per-op hot path looks them up as fast as imported names."""
+    global Tensor, _broadcasts_to, _Add, _check_finite, _check_snapshots, _guard, _lock, _replaced_error, _user_site
+    from .guards import _check_finite, _check_snapshots, _guard, _lock, _replaced_error, _user_site
+    from .ops import Add
+    from .tensor import Tensor, _broadcasts_to
+    _Add = Add.apply

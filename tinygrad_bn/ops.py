@@ -5,10 +5,20 @@ Everything else (sub-graphs like mean, var, softmax, batch norm) is a composite 
 or nn/functional.py."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .engine import Function
-from .tensor import Tensor, _frozen
+
+if TYPE_CHECKING:  # tensor.py builds on this module, so it is not imported here: _frozen is bound by _link
+    from .tensor import Tensor, _frozen
+
+
+def _link() -> None:
+    """Bind _frozen, which backward rules use; tensor.py calls this once at its end (as engine._link)."""
+    global _frozen
+    from .tensor import _frozen
 
 
 def _const(a: np.ndarray) -> Tensor:

@@ -5,12 +5,42 @@ from __future__ import annotations
 import array
 import copy
 import math
-from typing import Any
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
-from . import engine
+from . import engine, ops
+from .engine import AxisError, ShapeError
+from .guards import _expose, _protect_view
+from .ops import (
+    Abs,
+    Add,
+    BroadcastTo,
+    Cast,
+    Div,
+    Exp,
+    GetItem,
+    IndexAdd,
+    Log,
+    MatMul,
+    Max,
+    Maximum,
+    Min,
+    Minimum,
+    Mul,
+    Neg,
+    Pow,
+    Relu,
+    Reshape,
+    Sigmoid,
+    Sqrt,
+    Sub,
+    Sum,
+    Tanh,
+    Transpose,
+    Where,
+)
 
 DEFAULT_FLOAT = np.dtype(np.float32)
 _new_tensor = object.__new__
@@ -709,9 +739,7 @@ def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     return cat([t.unsqueeze(ax) for t in ts], ax)
 
 
-from .engine import AxisError, ShapeError  # noqa: E402
-from .guards import _expose, _protect_view  # noqa: E402
-from .ops import (  # noqa: E402  (ops.py builds on Tensor)
-    Abs, Add, BroadcastTo, Cast, Div, Exp, GetItem, IndexAdd, Log, MatMul, Max, Maximum, Min, Minimum, Mul, Neg, Pow,
-    Relu, Reshape, Sigmoid, Sqrt, Sub, Sum, Tanh, Transpose, Where,
-)
+# engine.py and ops.py make Tensors at run time but cannot import this module when they load (it builds
+# on them): now that Tensor exists, they bind what they use (no import order is load-bearing)
+engine._link()
+ops._link()

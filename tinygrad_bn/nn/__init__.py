@@ -7,8 +7,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..engine import ShapeError, no_grad, scope
 from ..creation import default_rng
+from ..engine import ShapeError, no_grad, scope
 from ..tensor import DEFAULT_FLOAT, Tensor
 from . import functional as F
 
