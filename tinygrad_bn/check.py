@@ -160,18 +160,23 @@ def gradcheck(f: Callable, inputs: Sequence[Tensor], eps: float = 1e-6, atol: fl
     return True
 
 
-def gradgradcheck(f: Callable, inputs: Sequence[Tensor], grad_outputs: Sequence[Tensor] | None = None,
-                  eps: float = 1e-6, atol: float = 1e-5, rtol: float = 1e-3, raise_exception: bool = True,
-                  seed: int = 0, fast_mode: bool = False) -> bool:
+def gradgradcheck(f: Callable, inputs: Sequence[Tensor],
+                  grad_outputs: Tensor | list[Tensor] | tuple[Tensor, ...] | None = None, eps: float = 1e-6,
+                  atol: float = 1e-5, rtol: float = 1e-3, raise_exception: bool = True, seed: int = 0,
+                  fast_mode: bool = False) -> bool:
     """gradcheck of the first derivatives: of x, v -> d(sum v * f(x))/dx (built with
     create_graph=True), against both x and v. grad_outputs default to seeded normal samples."""
     inputs = list(inputs)
     diff = [i for i, x in enumerate(inputs) if x.requires_grad]
     outs = [o for o in _outputs(f, inputs) if o.requires_grad]
+    vs: list[Tensor]
     if grad_outputs is None:
         rng = np.random.default_rng(seed)
-        grad_outputs = [Tensor(rng.standard_normal(o.shape).astype(o.dtype), requires_grad=True) for o in outs]
-    grad_outputs = list(grad_outputs) if isinstance(grad_outputs, (list, tuple)) else [grad_outputs]
+        vs = [Tensor(rng.standard_normal(o.shape).astype(o.dtype), requires_grad=True) for o in outs]
+    elif isinstance(grad_outputs, (list, tuple)):
+        vs = list(grad_outputs)
+    else:
+        vs = [grad_outputs]
     n = len(inputs)
 
     def first_derivatives(*args: Tensor) -> tuple[Tensor, ...]:
@@ -180,7 +185,7 @@ def gradgradcheck(f: Callable, inputs: Sequence[Tensor], grad_outputs: Sequence[
         gs = autograd_grad(ys, [xs[i] for i in diff], list(vs), create_graph=True, allow_unused=True)
         return tuple(g if g is not None else Tensor(np.zeros(xs[i].shape, xs[i].dtype)) for g, i in zip(gs, diff))
 
-    return gradcheck(first_derivatives, inputs + grad_outputs, eps, atol, rtol, raise_exception, fast_mode, seed)
+    return gradcheck(first_derivatives, inputs + vs, eps, atol, rtol, raise_exception, fast_mode, seed)
 
 
 # ------------------------------------------------------------------- autograd against formulas
@@ -385,18 +390,18 @@ class Audit:
         def tols(rows: list[Row]) -> str:
             return " / ".join(f"{t:g}" for t in sorted({r.rtol for r in rows})) or "-"
         lines = [f"pass: max abs error <= {tols([r.vs_hand for r in self.rows])} (hand) or "
-                 f"{tols([r.vs_fd for r in self.rows])} (finite diff) times the larger max |value| (plus a "
-                 "round-off floor)"]
+                 f"{tols([r.vs_fd for r in self.rows])} (finite diff) times the larger max |value|",
+                 "      (plus a round-off floor)"]
         vague = [r.name for r in self.rows if r.fd_inconclusive]
         if vague:
-            lines.append(f"finite differences inconclusive at {vague}: their own error bar (estimates at steps h, "
-                         "h/4, ... disagree) exceeds the tolerance: round-off (a float32 audit: run it in float64) "
-                         "or a kink of the loss next to the node's value")
+            lines += [f"finite differences inconclusive at {vague}: their own error bar",
+                      "(estimates at steps h, h/4, ... disagree) exceeds the tolerance: round-off",
+                      "(a float32 audit: run it in float64) or a kink of the loss next to the node's value"]
         wrong = self.wrong
         lines.append("all pass" if not wrong else
                      f"FAILED: first wrong at {wrong[0]!r} (the failing node nearest the loss; those before it are "
                      "right)" if len(wrong) == 1 else
-                     f"FAILED: first wrong at {wrong[0]!r}, and independently at {wrong[1:]} (slips on separate "
+                     f"FAILED: first wrong at {wrong[0]!r}, and independently at {wrong[1:]}\n(slips on separate "
                      "paths: each is the failing node nearest the loss on its path)")
         return lines
 
