@@ -285,7 +285,7 @@ def draw(a: Audit, out: str, name: str = "7_backprop_ninja", breaks: tuple[str, 
 
 
 def main() -> None:
-    args = parse_args(__doc__)
+    args = parse_args(__doc__, needs=("dot",))
     runs = over_seeds(run, args.seeds, steps=200 if args.quick else 1000)
     first = runs[0]
     print(f"{first['n_train']} training and {first['n_dev']} dev examples (block size {BLOCK_SIZE}); "

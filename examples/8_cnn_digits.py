@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from _common import band, digits, over_seeds, parse_args, pyplot, report, save, seeds_label
+from _common import EXTRAS, band, digits, over_seeds, parse_args, pyplot, report, save, seeds_label
 
 import tinygrad_bn as tg
 import tinygrad_bn.nn as nn
@@ -171,7 +171,7 @@ def claims(runs: list[dict]) -> dict[str, list[float]]:
 
 
 def main() -> None:
-    args = parse_args(__doc__)
+    args = parse_args(__doc__, needs=(*EXTRAS, "dot"))
     epochs = 3 if args.quick else 15
     runs = over_seeds(run, args.seeds, epochs=epochs)
     first = runs[0]["cnn"]

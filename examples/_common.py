@@ -2,22 +2,56 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
+import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from threadpoolctl import threadpool_limits  # comes with scikit-learn
 
+from tinygrad_bn._missing import DOT_INSTALL, extra_hint
 from tinygrad_bn.data import Split, load_digits, standardize
 from tinygrad_bn.training import progress, spread
 
 SEEDS = (0, 1, 2, 3, 4)  # a training run is chaotic: one seed's number is an anecdote, so claims are over these
 
 
-def parse_args(doc: str, several_seeds: bool = True) -> argparse.Namespace:
+EXTRAS = ("sklearn", "matplotlib")  # what most examples need: the "examples" extra
+
+
+def missing(needs: Sequence[str]) -> list[str]:
+    """Which of `needs` (module names, or "dot" for Graphviz's program) this machine lacks."""
+    def absent(name: str) -> bool:
+        if name == "dot":
+            return shutil.which("dot") is None
+        try:
+            return importlib.util.find_spec(name) is None
+        except (ImportError, ValueError):
+            return True
+    return [n for n in needs if absent(n)]
+
+
+def require(needs: Sequence[str]) -> None:
+    """Stop with a message (exit status 1, no traceback) saying what to install when any of `needs`
+    is missing: before the example trains for minutes and then fails."""
+    lacking = missing(needs)
+    if not lacking:
+        return
+    names = {"sklearn": "scikit-learn", "matplotlib": "matplotlib", "dot": "Graphviz's dot program"}
+    lines = [f"this example needs {' and '.join(names.get(n, n) for n in lacking)}, not installed here."]
+    if any(n != "dot" for n in lacking):
+        hint = extra_hint("examples")
+        lines.append(hint[:1].upper() + hint[1:])
+    if "dot" in lacking:
+        lines.append(f"Graphviz's dot renders the graphs. {DOT_INSTALL}")
+    raise SystemExit("\n".join(lines))
+
+
+def parse_args(doc: str, several_seeds: bool = True, needs: Sequence[str] = EXTRAS) -> argparse.Namespace:
     """--out, --quick and --seeds (default SEEDS; the first two with --quick), or --seed for a
-    deterministic example."""
+    deterministic example. Stops with what to install when a piece of `needs` is missing."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(Path(__file__).parent / "out"), help="folder for the figures")
     parser.add_argument("--quick", action="store_true", help="a shorter run (as the tests use)")
@@ -27,6 +61,7 @@ def parse_args(doc: str, several_seeds: bool = True) -> argparse.Namespace:
     else:
         parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    require(needs)
     if several_seeds and args.seeds is None:
         args.seeds = list(SEEDS[:2] if args.quick else SEEDS)
     return args
@@ -36,6 +71,11 @@ def over_seeds(run: Callable[..., Any], seeds: Sequence[int], **kwargs: Any) -> 
     """run(seed=s, **kwargs) for each seed, with one progress bar over the seeds. One BLAS thread: the
     matrices are small, the results the same to the bit, and a second thread on a busy machine only waits
     (4x slower on 2 shared cores)."""
+    try:
+        from threadpoolctl import threadpool_limits  # comes with scikit-learn
+    except ImportError:  # then the BLAS keeps its threads: the same results, maybe slower
+        def threadpool_limits(limits: int) -> contextlib.AbstractContextManager[None]:
+            return contextlib.nullcontext()
     with threadpool_limits(1):
         return [run(seed=s, show_progress=False, **kwargs) for s in progress(seeds, len(seeds), f"{len(seeds)} seeds")]
 

@@ -1,8 +1,15 @@
 """Shared test helpers: seeded inputs in float64, tight tolerances."""
+import shutil
+
 import numpy as np
 import pytest
 
 import tinygrad_bn as tg
+
+# tests that render through Graphviz's dot program skip, saying so, on a machine without it
+requires_dot = pytest.mark.skipif(shutil.which("dot") is None, reason=(
+    "Graphviz's dot program is not installed (sudo apt-get install graphviz, brew install graphviz "
+    "or conda install graphviz; bash run.sh installs it)"))
 
 # float64 central differences with eps=1e-6 are good to ~1e-9 here; the tolerance keeps a wide margin
 # below any real error (a wrong rule is off by O(1)) while staying far from the rounding noise.

@@ -3,6 +3,7 @@ backward, once or twice differentiable) and gradcheck's fast mode. Each checker 
 right derivation and to name what is wrong in a planted slip."""
 import numpy as np
 import pytest
+from conftest import requires_dot
 
 import tinygrad_bn as tg
 from tinygrad_bn import analytic, report
@@ -308,6 +309,7 @@ def test_conv_audit_locates_a_pool_gradient_sent_to_every_element(monkeypatch, r
     assert {r.name for r in a.rows if not r.ok} == {"conv", "x", "w", "b"}
 
 
+@requires_dot
 def test_the_readme_audit_example_prints_what_the_readme_quotes(tmp_path, monkeypatch, capsys):
     """README's "Prove your own derivation" runs as printed; its output matches the quoted table line
     by line (words equal; numbers zero where quoted zero, else within a factor of 4: round-off)."""

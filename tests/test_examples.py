@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import requires_dot
 
 pytest.importorskip("sklearn", reason="the examples need the digits data set: pip install -e '.[examples]'")
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -299,7 +300,8 @@ def test_cnn_beats_softmax_regression_on_every_seed(cnn):
     assert all(c > s for c, s in zip(cnn_acc, softmax_acc)), f"CNN {cnn_acc} vs softmax regression {softmax_acc}"
 
 
-@pytest.mark.parametrize("script", sorted(p.name for p in EXAMPLES.glob("[0-9]_*.py")))
+@pytest.mark.parametrize("script", [pytest.param(p.name, marks=requires_dot if ".render(" in p.read_text() else ())
+                                    for p in sorted(EXAMPLES.glob("[0-9]_*.py"))])
 def test_every_example_runs_and_saves_its_figure(script, tmp_path):
     done = subprocess.run([sys.executable, str(EXAMPLES / script), "--quick", "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=300)

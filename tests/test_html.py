@@ -9,6 +9,7 @@ import subprocess
 
 import numpy as np
 import pytest
+from conftest import requires_dot
 
 import tinygrad_bn as tg
 import tinygrad_bn.nn as nn
@@ -44,6 +45,7 @@ def selftest(page: str, tmp_path) -> dict:
                       .replace("&gt;", ">"))
 
 
+@requires_dot
 def test_the_page_is_one_file_that_names_no_network_address(rng):
     page = tg.viz.to_html(bn_ce(rng)[1])
     assert page.startswith("<!doctype html>") and "</html>" in page
@@ -53,6 +55,7 @@ def test_the_page_is_one_file_that_names_no_network_address(rng):
     assert "<script src" not in page
 
 
+@requires_dot
 def test_in_a_browser_the_page_draws_clicks_collapses_and_steps_through_backward(rng, tmp_path):
     x, loss = bn_ce(rng)
     page = tg.viz.to_html(loss)
@@ -88,6 +91,7 @@ def test_the_steps_show_the_chain_rule_sum(rng):
     np.testing.assert_allclose(grads[0] + grads[1], x.grad.data, atol=2e-6)
 
 
+@requires_dot
 def test_node_facts_carry_values_gradients_and_the_overlay(rng):
     x, loss = bn_ce(rng)
     loss.backward(retain_graph=True)
@@ -99,6 +103,7 @@ def test_node_facts_carry_values_gradients_and_the_overlay(rng):
     assert len(data["steps"]) == sum(t._ctx is not None for t in _toposort([loss]))
 
 
+@requires_dot
 def test_a_backward_graph_page_and_the_jupyter_display(rng):
     x, loss = bn_ce(rng)
     loss.backward(create_graph=True)

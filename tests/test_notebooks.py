@@ -5,7 +5,6 @@ verdicts, the planted slips' first wrong node, the HTML tables Jupyter displays.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pytest
 nbformat = pytest.importorskip("nbformat", reason="executing the notebooks needs nbformat: pip install -e '.[test]'")
 nbclient = pytest.importorskip("nbclient", reason="executing the notebooks needs nbclient: pip install -e '.[test]'")
 pytest.importorskip("ipykernel", reason="executing the notebooks needs ipykernel: pip install -e '.[test]'")
+from conftest import requires_dot  # noqa: E402
 from jupyter_client.kernelspec import KernelSpecManager  # noqa: E402  (installed with nbclient)
 from jupyter_client.manager import KernelManager  # noqa: E402
 
@@ -57,13 +57,8 @@ def run(name: str, tmp_path: Path) -> dict[str, str]:
     return shown
 
 
-def needs_dot() -> None:
-    if shutil.which("dot") is None:
-        pytest.skip("the notebook draws graphs: Graphviz's dot is missing (bash run.sh installs it)")
-
-
+@requires_dot  # the notebook draws graphs
 def test_batch_norm(tmp_path):
-    needs_dot()
     shown = run("1_batch_norm.ipynb", tmp_path)
     assert "<table" in shown["compare"] and "all pass" in shown["compare"] and "FAIL" not in shown["compare"]
     for tag in ("audit", "audit_batch_norm"):
@@ -86,8 +81,8 @@ def test_softmax_regression(tmp_path):
     assert accuracy > 0.9 and worst < 4e-15, last
 
 
+@requires_dot
 def test_prove_your_layer(tmp_path):
-    needs_dot()
     shown = run("3_prove_your_layer.ipynb", tmp_path)
     assert "<table" in shown["audit"] and "all pass" in shown["audit"]
     assert "first wrong: b\n" in shown["slip"] and "FAIL: hand" in shown["slip"]

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import requires_dot
 
 import tinygrad_bn as tg
 import tinygrad_bn.nn as nn
@@ -508,6 +509,7 @@ def test_a_graph_over_max_nodes_is_an_error_naming_scopes_to_collapse():
     assert len(d.edges) == 20
 
 
+@requires_dot
 def test_thousands_of_nodes_render_with_collapse_or_without_a_limit(tmp_path):
     x, y = scoped_chain(blocks=20, per_block=100)
     small = draw(y, collapse=[f"block{b}" for b in range(20)]).render(tmp_path / "collapsed", format="svg")
@@ -523,6 +525,7 @@ def test_thousands_of_nodes_render_with_collapse_or_without_a_limit(tmp_path):
 
 # ------------------------------------------------------------------------------ rendering with dot
 
+@requires_dot
 def test_svg_render_parses_and_holds_the_nodes_labels_and_clusters(tmp_path):
     b = bn_graph()
     g = trace(b.loss)
@@ -550,6 +553,7 @@ def _png_size(data: bytes) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
+@requires_dot
 def test_png_render_is_a_real_image_whose_shape_follows_rankdir(tmp_path):
     b = bn_graph()
     tall = draw(b.loss, show_values=True, expand=True, rankdir="TB").render(tmp_path / "tb", format="png", cleanup=True)
@@ -565,6 +569,7 @@ def test_png_render_is_a_real_image_whose_shape_follows_rankdir(tmp_path):
     assert sizes["lr"][0] > 2 * sizes["lr"][1]  # and left to right, wide
 
 
+@requires_dot
 def test_render_gallery_writes_every_picture_and_an_index(tmp_path):
     from tinygrad_bn.gallery import render_gallery
 
@@ -670,6 +675,7 @@ def bn_ce_loss(seed: int = 0):
     return x, bn, loss
 
 
+@requires_dot
 def test_default_forward_graph_of_batch_norm_and_cross_entropy_is_at_most_3_to_1(tmp_path):
     from tinygrad_bn import viz
     x, bn, loss = bn_ce_loss()

@@ -3,9 +3,43 @@ the commands print is computed in report.py (demo, check) and training.py (train
 from __future__ import annotations
 
 import argparse
+import math
 import sys
+from collections.abc import Callable
 
 from tinygrad_bn import report
+from tinygrad_bn._missing import DotNotFoundError, MissingExtraError, require_dot
+
+
+def _integer(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= low (the message names the flag: argparse adds it)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text}")
+        return value
+    return parse
+
+
+def _number(low: float, high: float, low_open: bool = True) -> Callable[[str], float]:
+    """An argparse type: a finite number in (low, high] (or [low, high] with low_open=False)."""
+    interval = f"{'(' if low_open else '['}{low:g}, {'inf)' if math.isinf(high) else f'{high:g}]'}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not (math.isfinite(value) and (low < value if low_open else low <= value) and value <= high):
+            raise argparse.ArgumentTypeError(f"must be a number in {interval}, got {text}")
+        return value
+    return parse
+
+
+SEED = _integer(0)  # numpy's seeds are integers >= 0
 
 
 def check(args: argparse.Namespace) -> int:
@@ -24,7 +58,17 @@ def demo(args: argparse.Namespace) -> int:
     status = max(status, 0 if report.finite_difference_report(args.seed) else 1)
     if args.out:
         from tinygrad_bn.gallery import render_gallery
-        files = render_gallery(args.out, seed=args.seed)
+        try:
+            require_dot("drawing the graphs")  # before anything is written: no half-made folder
+            files = render_gallery(args.out, seed=args.seed)
+        except DotNotFoundError as e:
+            print(f"\ntinygrad-bn demo: the report above is complete; {e}\n"
+                  "Then run `tinygrad-bn demo` again, or `tinygrad-bn demo --out ''` to skip the graphs.",
+                  file=sys.stderr)
+            return max(status, 1)
+        except OSError as e:
+            print(f"\ntinygrad-bn demo: cannot write the graphs into {args.out!r}: {e}", file=sys.stderr)
+            return max(status, 1)
         print(f"\n== 3. graphs: {len(files)} files rendered into {args.out}/ (open {files[-1]}) ==")
     return status
 
@@ -35,7 +79,11 @@ def train(args: argparse.Namespace) -> int:
     from tinygrad_bn.data import Split, load_digits, standardize
     from tinygrad_bn.training import bn_speedup, speedup_table
 
-    d = load_digits(seed=args.seed)
+    try:
+        d = load_digits(seed=args.seed)
+    except MissingExtraError as e:
+        print(f"tinygrad-bn train: {e}", file=sys.stderr)
+        return 1
     x_train, x_test = standardize(d.x_train, d.x_test)
     print(f"digits: {len(x_train)} train / {len(x_test)} test; MLP 64 -> {args.depth} x {args.width} -> 10, "
           f"SGD, batch 64, {args.epochs} epochs")
@@ -51,26 +99,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"tinygrad-bn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="the gradient report and the rendered graphs")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--out", default="out/gallery", help="folder for the rendered graphs ('' to skip them)")
     p.set_defaults(run=demo)
     p = sub.add_parser("check", help="autograd against the hand-derived formulas over a grid of cases")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--quick", action="store_true", help="skip the largest batch")
     p.add_argument("--audit", action="store_true",
                    help="add the node-by-node audits of hand derivations (batch norm, layer norm, softmax-CE, ...)")
     p.set_defaults(run=check)
     p = sub.add_parser("train", help="batch norm speed-up on the digits (example 2), as a summary table")
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--lr", type=float, nargs="+", default=[0.01, 0.03, 0.1, 0.3])
-    p.add_argument("--depth", type=int, default=6, help="hidden layers")
-    p.add_argument("--width", type=int, default=64)
-    p.add_argument("--target", type=float, default=0.9, help="test accuracy to reach")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=_integer(1), default=15)
+    p.add_argument("--lr", type=_number(0, math.inf), nargs="+", default=[0.01, 0.03, 0.1, 0.3],
+                   help="learning rates (> 0), one run each")
+    p.add_argument("--depth", type=_integer(1), default=6, help="hidden layers (>= 1)")
+    p.add_argument("--width", type=_integer(1), default=64, help="units per hidden layer (>= 1)")
+    p.add_argument("--target", type=_number(0, 1), default=0.9, help="test accuracy to reach, in (0, 1]")
+    p.add_argument("--seed", type=SEED, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=train)
     args = parser.parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print(f"\ntinygrad-bn {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Mini-batches and the handwritten digits data set (scikit-learn's bundled copy: 1797 8x8 images,
-no download), for the examples. scikit-learn is the optional extra `pip install -e ".[examples]"`."""
+no download), for the examples. scikit-learn comes with the optional extra "examples":
+`pip install "tinygrad-bn[examples]"`, or `pip install -e ".[examples]"` in a checkout."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -35,8 +36,9 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0, dtype: type = np.floa
     split into train and test sets by a seeded shuffle stratified by nothing but chance."""
     try:
         from sklearn.datasets import load_digits as sklearn_digits
-    except ImportError as e:
-        raise ImportError('the digits data set comes with scikit-learn: pip install -e ".[examples]"') from e
+    except ImportError:
+        from ._missing import MissingExtraError
+        raise MissingExtraError("the digits data set (tinygrad_bn.data.load_digits)", "scikit-learn") from None
     bunch = sklearn_digits()
     x, y = bunch.data.astype(dtype), bunch.target.astype(np.int64)
     order = np.random.default_rng(seed).permutation(len(x))

@@ -64,7 +64,12 @@ def _svg(dot_source: str) -> str:
     """The SVG of a DOT source, as inline markup (no XML header, no DOCTYPE: nothing that names a URL
     to fetch)."""
     import graphviz
-    svg = graphviz.Source(dot_source).pipe(format="svg").decode()
+
+    from ._missing import DotNotFoundError
+    try:
+        svg = graphviz.Source(dot_source).pipe(format="svg").decode()
+    except graphviz.ExecutableNotFound:
+        raise DotNotFoundError("tg.viz.to_html (Graphviz lays out the page's graphs)") from None
     svg = svg[svg.index("<svg"):]
     return re.sub(r"<!--.*?-->", "", svg, flags=re.S)
 
