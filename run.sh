@@ -71,7 +71,7 @@ fi
 
 case "$job" in
   demo)  exec .venv/bin/tinygrad-bn demo "$@" ;;
-  test)  .venv/bin/python -m pytest "$@"; exec .venv/bin/ruff check . ;;
+  test)  .venv/bin/python -m pytest "$@"; .venv/bin/ruff check .; exec .venv/bin/python -m mypy ;;
   bench) exec .venv/bin/python benchmarks/run.py "$@" ;;
   *)     echo "usage: bash run.sh demo|test|bench [args]" >&2; exit 2 ;;
 esac

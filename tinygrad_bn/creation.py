@@ -50,11 +50,14 @@ def randn(*shape: Any, rng: np.random.Generator | None = None, dtype: Any = DEFA
     return from_numpy((rng or _rng).standard_normal(_shape(shape)).astype(dtype), requires_grad)
 
 
+_NUMBER_DTYPE = {"b": np.dtype(np.bool_), "i": np.dtype(np.int64), "f": DEFAULT_FLOAT, "c": np.dtype(np.complex64)}
+
+
 def _number_dtype(value: Any) -> np.dtype:
     """PyTorch's dtype for a Python (or NumPy) number: bool, int64, float32 or complex64."""
     if not isinstance(value, _NUMBER):
         raise TypeError(f"full: value must be a number, got {type(value).__name__}")
-    return np.dtype({"b": np.bool_, "i": np.int64, "f": DEFAULT_FLOAT, "c": np.complex64}[_number_kind(value)])
+    return _NUMBER_DTYPE[_number_kind(value)]
 
 
 def full(shape: Any, value: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:

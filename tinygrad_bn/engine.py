@@ -13,12 +13,12 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import numpy as np
 
 if TYPE_CHECKING:  # bound at run time by _link (at the end of this file), once tensor.py has loaded
-    from .guards import _check_finite, _check_snapshots, _guard, _lock, _replaced_error, _user_site
+    from .guards import _check_finite, _check_snapshots, _guard, _Hold, _lock, _replaced_error, _user_site
     from .tensor import Tensor, _broadcasts_to
 
     _Add: Callable[..., Tensor]
@@ -74,6 +74,7 @@ class AxisError(ShapeError, IndexError):
 class _GradMode:
     """Sets whether ops record a graph; a context manager and a decorator (`@tg.no_grad()`)."""
     enabled: bool
+    _prev: list[bool]  # the modes to restore, one per open `with` (a list: the same object may nest)
 
     def __new__(cls, func: Callable | None = None) -> Any:
         self = super().__new__(cls)
@@ -144,7 +145,7 @@ class Function:
     scope: tuple[str, ...]
     grad_of: Any  # the Function whose backward rule recorded this op (create_graph), or None
     arrays: tuple[np.ndarray, ...] | None  # the inputs' arrays, kept to refuse a replaced one
-    locked: list | None  # the guards' holds (guards._Hold)
+    locked: list[_Hold] | None  # the guards' holds
     epoch: int
     site: str
 
@@ -187,7 +188,7 @@ class Function:
         """Release what the op saved for backward (after a backward without retain_graph)."""
         self.parents = self.arrays = self.locked = None  # dropping the holds unlocks what no other op holds
 
-    def forward(self, *arrays: np.ndarray, **params: Any) -> np.ndarray:
+    def forward(self, *arrays: Any, **params: Any) -> np.ndarray:  # (Any: each op names its own arrays)
         raise NotImplementedError
 
     def backward(self, grad: Tensor, out: Tensor) -> Any:
@@ -202,11 +203,14 @@ class Accumulate(Function):
     than apply a backward rule. `kind` is "sum" (the Add summing what a tensor's consumers send
     back: the multivariate chain rule) or "into_grad" (the copy into a tensor's .grad, or the add
     to what it held); `of` is a weak reference to that tensor. Facts only: the renderer labels them."""
+    kind: str
+    of: weakref.ref[Tensor]
 
     @classmethod
     def marking(cls, t: Tensor, consumer: Function | None, kind: str) -> Accumulate:
         mark = cls()
-        mark.scope = (t._ctx or consumer).scope if (t._ctx or consumer) else ()
+        owner = t._ctx or consumer
+        mark.scope = owner.scope if owner is not None else ()
         mark.kind, mark.of = kind, weakref.ref(t)
         return mark
 
@@ -239,8 +243,10 @@ def _note(g: Tensor, of: Tensor, kind: str, rule: Function | None = None, inputs
     """create_graph only: record that g is a gradient of `of` (the first record of a tensor wins)."""
     if grad_facts(g) is None:
         key = id(g)
-        _facts[key] = (weakref.ref(g, lambda _, key=key, facts=_facts: facts.pop(key, None)),
-                       GradFacts(of, kind, rule, inputs if g._ctx is None else ()))
+
+        def forget(_: object, key: int = key, facts: dict = _facts) -> None:  # when g is collected
+            facts.pop(key, None)
+        _facts[key] = (weakref.ref(g, forget), GradFacts(of, kind, rule, inputs if g._ctx is None else ()))
 
 
 def _op_error(cls: type, parents: Sequence[Tensor], e: Exception) -> Exception:
@@ -333,10 +339,10 @@ def backprop(outputs: list[Tensor], seeds: list[Tensor], retain_graph: bool, cre
             if t._ctx is not None and t._ctx.parents is not None and any(p in reach for p in t._ctx.parents):
                 reach.add(t)
     grads: dict[Tensor, Tensor] = {}
-    for t, g in zip(outputs, seeds):
-        grads[t] = g if t not in grads else grads[t] + g
+    for t, seed in zip(outputs, seeds):
+        grads[t] = seed if t not in grads else grads[t] + seed
         if create_graph:
-            _note(g, t, "seed")
+            _note(seed, t, "seed")
     found: dict[Tensor, Tensor] = {}
     freed: Any = None  # a freed node that got a gradient but, its inputs released, leads nowhere known
     to_store: list[tuple[Tensor, Tensor]] = []
@@ -367,7 +373,7 @@ def backprop(outputs: list[Tensor], seeds: list[Tensor], retain_graph: bool, cre
                             if p._data is not a:
                                 raise _replaced_error(ctx, p)
                     if ctx.locked is not None:
-                        _check_snapshots(ctx, checked)
+                        _check_snapshots(ctx, ctx.locked, ctx.arrays, checked)
                 if anomaly:
                     _State.rule = ctx
                 if create_graph:  # ops recorded now belong to ctx's backward rule (the renderer groups them)
@@ -485,6 +491,14 @@ def backward(t: Tensor, grad: Any = None, retain_graph: bool = False, create_gra
     backprop(outputs, _seed_grads(outputs, [grad], create_graph), retain_graph or create_graph, create_graph)
 
 
+@overload  # without allow_unused every input has a gradient (an unused one raises)
+def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor], grad_outputs: Any = None,
+         retain_graph: bool | None = None, create_graph: bool = False, allow_unused: Literal[False] = False,
+         ) -> tuple[Tensor, ...]: ...
+@overload
+def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor], grad_outputs: Any = None,
+         retain_graph: bool | None = None, create_graph: bool = False, allow_unused: bool = False,
+         ) -> tuple[Tensor | None, ...]: ...
 def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor], grad_outputs: Any = None,
          retain_graph: bool | None = None, create_graph: bool = False, allow_unused: bool = False,
          ) -> tuple[Tensor | None, ...]:

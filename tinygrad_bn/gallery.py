@@ -34,18 +34,27 @@ def _batch_norm_graph(rng: np.random.Generator) -> dict[str, Any]:
         s[k].retain_grad()
     loss.backward(create_graph=True)
     for t in (x, gamma, beta):
-        t.grad.name = f"dL/d{t.name}"
+        _named_grad(t, f"dL/d{t.name}")
     staged = analytic.batchnorm_backward_staged(dy, analytic.batchnorm_forward(x._data, gamma._data, beta._data)[1])
     return {"x": x, "gamma": gamma, "beta": beta, "loss": loss, "stages": s, "staged": staged, "dy": dy}
 
 
+def _named_grad(t: tg.Tensor, name: str) -> tg.Tensor:
+    """t's gradient, which the backward before filled, named for the picture."""
+    g = t.grad
+    if g is None:
+        raise RuntimeError(f"{t.name}: no gradient after backward")
+    g.name = name
+    return g
+
+
 def _softmax_ce_graph(rng: np.random.Generator) -> tuple[tg.Tensor, tg.Tensor]:
+    """The loss and its gradient with respect to the logits."""
     z = tg.Tensor(rng.standard_normal((3, 4)), requires_grad=True, name="logits z")
     loss = F.cross_entropy(z, np.array([1, 0, 3]))
     loss.name = "J"
     loss.backward(create_graph=True)
-    z.grad.name = "dJ/dz = (y_hat - y)/m"
-    return loss, z
+    return loss, _named_grad(z, "dJ/dz = (y_hat - y)/m")
 
 
 class Block(nn.Module):
@@ -81,7 +90,7 @@ def pictures(seed: int = 0) -> list[tuple[str, str, Any]]:
     rng = np.random.default_rng(seed)
     bn = _batch_norm_graph(rng)
     x, gamma, beta, s = bn["x"], bn["gamma"], bn["beta"], bn["stages"]
-    loss_ce, z = _softmax_ce_graph(rng)
+    loss_ce, dz = _softmax_ce_graph(rng)
     mlp = MLP([8, 16, 16, 16, 16, 16, 16, 16, 16, 16, 16], 4, rng)
     xb = tg.Tensor(rng.standard_normal((32, 8)), name="x batch")
     mlp_loss = F.cross_entropy(mlp(xb), rng.integers(0, 4, 32))
@@ -113,7 +122,7 @@ def pictures(seed: int = 0) -> list[tuple[str, str, Any]]:
          "log-sum-exp, minus the true class's shifted logit, mean (= -log y_hat of the true class).",
          draw(loss_ce, show_values=True, expand=True, rankdir="LR")),
         ("softmax_ce_backward", "Its backward graph, which computes exactly (y_hat - y) / m.",
-         draw(z.grad, backward=True, expand=True, rankdir="TB", wrap=2)),
+         draw(dz, backward=True, expand=True, rankdir="TB", wrap=2)),
         ("mlp_collapsed", "A 10-block MLP with batch norm, each block (Linear -> BatchNorm1d -> ReLU) "
          "collapsed to one node with collapse=[...] (the loss too), in two rows.",
          draw(mlp_loss, collapse=[*blocks, "cross_entropy"], rankdir="LR", wrap=2)),

@@ -15,6 +15,8 @@ import numpy as np
 from .engine import Function, _GradMode, _State
 
 if TYPE_CHECKING:
+    from types import FrameType
+
     from .tensor import Tensor
 
 
@@ -37,7 +39,7 @@ class AnomalyError(FloatingPointError):
 
 def _user_site() -> str:
     """file:line of the innermost caller outside this package (where the user created the op)."""
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     package = os.path.dirname(os.path.abspath(__file__))
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
         frame = frame.f_back
@@ -85,6 +87,10 @@ class _Hold:
     (if it was writable before; a view whose owner is still held, when that owner's hold goes).
     `snapshot`: a copy to compare at backward, for an array with views we cannot reach."""
     __slots__ = ("array", "restore", "snapshot", "views", "__weakref__")
+    array: np.ndarray
+    restore: bool
+    snapshot: np.ndarray | None
+    views: list[np.ndarray] | None  # views made writable again only when this hold goes
 
     def __init__(self, a: np.ndarray, snapshot: bool):
         self.array, self.restore, self.views = a, a.flags.writeable, None
@@ -131,7 +137,10 @@ def _expose(a: np.ndarray) -> None:
     for arr in (a, _owner(a)):
         if arr is not None and id(arr) not in _exposed:
             key = id(arr)
-            _exposed[key] = weakref.ref(arr, lambda _, key=key: _exposed.pop(key, None))
+
+            def forget(_: object, key: int = key) -> None:  # when the array is collected
+                _exposed.pop(key, None)
+            _exposed[key] = weakref.ref(arr, forget)
 
 
 def _restore_with_owner(a: np.ndarray) -> bool:
@@ -188,13 +197,14 @@ def _replaced_error(ctx: Function, p: Tensor) -> RuntimeError:
         "so its gradient would be wrong; run the forward again after changing parameters")
 
 
-def _check_snapshots(ctx: Function, checked: set[int]) -> None:
-    """Before ctx's backward reads its inputs: those with a snapshot still hold the values it saved."""
-    for hold in ctx.locked:
+def _check_snapshots(ctx: Function, locked: list[_Hold], arrays: tuple[np.ndarray, ...], checked: set[int]) -> None:
+    """Before ctx's backward reads its inputs (`arrays`, held by `locked`): those with a snapshot
+    still hold the values it saved."""
+    for hold in locked:
         if hold.snapshot is not None and id(hold) not in checked:
             checked.add(id(hold))
             if not np.array_equal(hold.array, hold.snapshot, equal_nan=hold.array.dtype.kind in "fc"):
-                i = next((i for i, a in enumerate(ctx.arrays) if a is hold.array), 0)
+                i = next((i for i, a in enumerate(arrays) if a is hold.array), 0)
                 p = ctx.parents[i]
                 raise RuntimeError(
                     f"{_scope_path(ctx, ctx.scope)}: its input {i} ({p.name or 'a tensor'} {p.shape}) was changed in "

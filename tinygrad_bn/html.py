@@ -87,7 +87,7 @@ def _backward_steps(tensors: tuple[Tensor, ...], g: Graph) -> list[dict[str, Any
         totals = autograd_grad(roots, wanted, [Tensor._wrap(np.ones(r.shape, r.dtype)) for r in roots],
                                retain_graph=True, allow_unused=True)
     total = {t: gr for t, gr in zip(wanted, totals)}
-    steps = []
+    steps: list[dict[str, Any]] = []
     for t in reversed(order):
         ctx, g_out = t._ctx, total.get(t)
         if g_out is None:
@@ -95,7 +95,7 @@ def _backward_steps(tensors: tuple[Tensor, ...], g: Graph) -> list[dict[str, Any
         with no_grad():
             sent = ctx.backward(g_out, t)
         sent = sent if isinstance(sent, tuple) else (sent,)
-        edges = []
+        edges: list[dict[str, Any]] = []
         for p, need, pg in zip(ctx.parents, ctx.needs, sent):
             if not need or pg is None:  # (a rule may send one gradient for two inputs: a * a sends 2a da once)
                 continue
@@ -112,9 +112,9 @@ def _backward_steps(tensors: tuple[Tensor, ...], g: Graph) -> list[dict[str, Any
     arrived: dict[str, int] = {}
     for e in (e for s in steps for e in s["sends"]):
         arrived[e["to"]] = arrived.get(e["to"], 0) + 1
-        p = e.pop("tensor")
+        p_total = total.get(e.pop("tensor"))
         e.update(arrived=arrived[e["to"]], of=count[e["to"]],
-                 total=_stats(total[p]._data) if total.get(p) is not None else {})
+                 total=_stats(p_total._data) if p_total is not None else {})
     return steps
 
 
@@ -197,7 +197,7 @@ def to_html(*tensors: Tensor, backward: bool = False, show_values: bool = False,
         views[_key(state)] = {"svg": _svg(dot.source), "where": where, "collapsed": clusters,
                               "state": sorted(state)}
     marks = _overlay(g, compare, rtol) if compare is not None else {}
-    data = {"title": title or ("backward graph" if backward else "forward graph"), "names": names,
+    data: dict[str, Any] = {"title": title or ("backward graph" if backward else "forward graph"), "names": names,
             "start": _key(start), "views": views, "nodes": _node_facts(g, marks),
             "steps": [] if backward else _backward_steps(tensors, g),
             "legend": _legend()}

@@ -3,6 +3,9 @@ of cases, against finite differences on a small network (first and second order)
 node-by-node audits of hand derivations (check.audit) for the layers the library ships."""
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import Any
+
 import numpy as np
 
 import tinygrad_bn as tg
@@ -13,21 +16,31 @@ from tinygrad_bn.check import Audit, Report, audit, audit_batch_norm, compare, n
 RTOL64 = 1e-12  # autograd against the formulas in float64: round-off only
 RTOL32 = 1e-5   # float32: autograd against the float64 truth, allowed this or twice the formula's own error
 
+Grads = Callable[..., dict[str, np.ndarray]]  # arrays -> gradients by name (autograd's, or a formula's)
 
-def _bn(training: bool):
+
+def _grad(t: tg.Tensor) -> np.ndarray:
+    """t's gradient, which the backward before filled, as an array."""
+    if t.grad is None:
+        raise RuntimeError(f"no gradient reached {t.name or 'an input'} {t.shape}")
+    return t.grad._data
+
+
+def _bn(training: bool) -> tuple[Grads, Grads]:
     """Batch norm over channel axis 1: (x, gamma, beta, dy[, running_mean, running_var]) -> dx, dgamma, dbeta."""
     def autograd(x, gamma, beta, dy, *running):
         xt, gt, bt = (tg.Tensor(v, requires_grad=True) for v in (x, gamma, beta))
         rm, rv = (tg.Tensor(v) for v in running) if running else (None, None)
         F.batch_norm(xt, rm, rv, gt, bt, training=training).backward(tg.Tensor(dy))
-        return {"dx": xt.grad._data, "dgamma": gt.grad._data, "dbeta": bt.grad._data}
+        return {"dx": _grad(xt), "dgamma": _grad(gt), "dbeta": _grad(bt)}
 
     def formula(x, gamma, beta, dy, *running):
         axes = (0,) + tuple(range(2, x.ndim))
         if training:
             grads = analytic.batchnorm_backward(dy, analytic.batchnorm_forward(x, gamma, beta, 1e-5, axes)[1])
         else:
-            cache = analytic.batchnorm_eval_forward(x, gamma, beta, *running, 1e-5, axes)[1]
+            running_mean, running_var = running
+            cache = analytic.batchnorm_eval_forward(x, gamma, beta, running_mean, running_var, 1e-5, axes)[1]
             grads = analytic.batchnorm_eval_backward(dy, cache)
         return dict(zip(("dx", "dgamma", "dbeta"), grads))
     return autograd, formula
@@ -36,7 +49,7 @@ def _bn(training: bool):
 def _ln_autograd(x, gamma, beta, dy):
     xt, gt, bt = (tg.Tensor(v, requires_grad=True) for v in (x, gamma, beta))
     F.layer_norm(xt, x.shape[-1], gt, bt).backward(tg.Tensor(dy))
-    return {"dx": xt.grad._data, "dgamma": gt.grad._data, "dbeta": bt.grad._data}
+    return {"dx": _grad(xt), "dgamma": _grad(gt), "dbeta": _grad(bt)}
 
 
 def _ln_formula(x, gamma, beta, dy):
@@ -47,7 +60,7 @@ def _ln_formula(x, gamma, beta, dy):
 def _ce_autograd(logits, target):
     z = tg.Tensor(logits, requires_grad=True)
     F.cross_entropy(z, target).backward()
-    return {"dlogits": z.grad._data}
+    return {"dlogits": _grad(z)}
 
 
 def _ce_formula(logits, target):
@@ -57,7 +70,7 @@ def _ce_formula(logits, target):
 def _mlp_autograd(x, w, b, dy):
     xt, wt, bt = (tg.Tensor(v, requires_grad=True) for v in (x, w, b))
     F.linear(xt, wt, bt).relu().backward(tg.Tensor(dy))
-    return {"dx": xt.grad._data, "dW": wt.grad._data, "db": bt.grad._data}
+    return {"dx": _grad(xt), "dW": _grad(wt), "db": _grad(bt)}
 
 
 def _mlp_formula(x, w, b, dy):
@@ -65,7 +78,7 @@ def _mlp_formula(x, w, b, dy):
     return dict(zip(("dx", "dW", "db"), analytic.linear_backward(dz, x, w)))
 
 
-def gradient_cases(seed: int = 0, quick: bool = False):
+def gradient_cases(seed: int = 0, quick: bool = False) -> Iterator[tuple[str, tuple, Grads, Grads]]:
     """The grid `tinygrad-bn check` runs: (case, inputs as float64 arrays, autograd fn, formula fn).
     Integer arrays among the inputs (class labels) are passed through unchanged in every dtype."""
     rng = np.random.default_rng(seed)
@@ -99,7 +112,7 @@ def gradient_cases(seed: int = 0, quick: bool = False):
     yield "linear + relu", (normal(16, 7), normal(5, 7), normal(5), normal(16, 5)), _mlp_autograd, _mlp_formula
 
 
-def _flush(arrays: dict[str, np.ndarray], dtype) -> dict[str, np.ndarray]:
+def _flush(arrays: dict[str, np.ndarray], dtype: Any) -> dict[str, np.ndarray]:
     """Values below `dtype`'s smallest normal number set to 0: what a float32 result can mean. (The
     float64 truth of softmax-CE at logits ~ 1e4 holds probabilities like 1e-101, far below float32's
     range, where float32 rightly gives 0; without this the error would read 3.7e-101 instead of 0.)"""
@@ -107,7 +120,7 @@ def _flush(arrays: dict[str, np.ndarray], dtype) -> dict[str, np.ndarray]:
     return {k: np.where(np.abs(v) < tiny, 0.0, v).astype(v.dtype) for k, v in arrays.items()}
 
 
-def run_case(inputs: tuple, autograd, formula, dtype) -> tuple[Report, bool]:
+def run_case(inputs: tuple, autograd: Grads, formula: Grads, dtype: Any) -> tuple[Report, bool]:
     """Autograd in `dtype` against the formulas. float64: against the formula at RTOL64. float32:
     both against the float64 formula on the same (rounded) inputs; autograd passes at RTOL32 or
     when it is at most twice as far from the truth as the float32 formula (an ill-conditioned
@@ -166,6 +179,7 @@ def finite_difference_report(seed: int = 0) -> bool:
     print(f"{'gradient':<10} {'shape':<8} {'max |autograd - finite diff|':>30} {'max rel error':>14}")
     worst = 0.0
     for (name, p), g, n in zip(params.items(), grads, numeric):
+        assert n is not None  # (None only for a non-floating input)
         rel = np.abs(g._data - n).max() / np.abs(n).max()
         worst = max(worst, rel)
         print(f"{'d/d' + name:<10} {str(p.shape):<8} {np.abs(g._data - n).max():>30.3e} {rel:>14.3e}")
@@ -247,7 +261,9 @@ def audit_conv_pool_relu(x: np.ndarray, w: np.ndarray, b: np.ndarray, dout: np.n
         d = {"relu": dout, "pool": analytic.relu_backward(dout, v["pool"])}
         d["conv"] = analytic.maxpool_backward(d["pool"], analytic.maxpool_forward(v["conv"], pool)[1])
         cache = analytic.conv2d_forward(v["x"], v["w"], v["b"], stride, padding)[1]
-        d["x"], d["w"], d["b"] = analytic.conv2d_backward(d["conv"], cache)
+        d["x"], d["w"], db = analytic.conv2d_backward(d["conv"], cache)
+        assert db is not None  # (the conv has a bias)
+        d["b"] = db
         return d
     return audit(loss, [tg.Tensor(x, name="x"), tg.Tensor(w, name="w"), tg.Tensor(b, name="b")], derive,
                  title=f"node-by-node audit of conv2d -> max_pool2d -> relu, x {x.shape} w {w.shape} float64")
@@ -264,7 +280,7 @@ def softmax_ce_loss(z: tg.Tensor, y: np.ndarray) -> tg.Tensor:
     return -(logp * tg.Tensor(y)).sum() / y.shape[0]
 
 
-def softmax_ce_derivation(y: np.ndarray):
+def softmax_ce_derivation(y: np.ndarray) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
     """Its backward stage by stage (logp = shifted - log total has two paths to shifted), and dz
     from the compact formula (y_hat - y) / m of analytic, so the staged and the compact agree."""
     def derive(v: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -287,11 +303,12 @@ def rms_norm_loss(x: tg.Tensor, g: tg.Tensor, dy: np.ndarray, eps: float = 1e-6)
     return (y * tg.Tensor(dy, name="dy")).sum()
 
 
-def rms_norm_derivation(dy: np.ndarray, slip: str | None = None):
+def rms_norm_derivation(dy: np.ndarray, slip: str | None = None,
+                        ) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
     """A user's hand backward of rms_norm_loss, stage by stage from the loss. `slip` plants a
     classic mistake at one stage ("rms": a sign; "ms": sqrt's 1/2 forgotten; "x": the direct path
     through x_hat forgotten), and the stages after it inherit it: what an audit must locate."""
-    def derive(v):
+    def derive(v: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         x, g, n = v["x"], v["g"], v["x"].shape[-1]
         d = {"y": dy}
         d["x_hat"] = d["y"] * g
@@ -324,14 +341,14 @@ def audits(seed: int = 0) -> list[Audit]:
     z = tg.Tensor(rng.standard_normal((6, 5)) * 3, name="z")
     result.append(audit(lambda z: softmax_ce_loss(z, y), [z], softmax_ce_derivation(y),
                         title="node-by-node audit of softmax cross-entropy, z (6, 5) float64"))
-    x, g = tg.Tensor(rng.standard_normal((6, 5)) * 2 + 0.5, name="x"), tg.Tensor(rng.standard_normal(5) + 1, name="g")
-    dy = rng.standard_normal(x.shape)
-    result.append(audit(lambda x, g: rms_norm_loss(x, g, dy), [x, g], rms_norm_derivation(dy),
+    xt, gt = tg.Tensor(rng.standard_normal((6, 5)) * 2 + 0.5, name="x"), tg.Tensor(rng.standard_normal(5) + 1, name="g")
+    dy = rng.standard_normal(xt.shape)
+    result.append(audit(lambda x, g: rms_norm_loss(x, g, dy), [xt, gt], rms_norm_derivation(dy),
                         title="node-by-node audit of a user layer, RMS norm, x (6, 5) float64"))
     z = tg.Tensor(rng.standard_normal((4, 5, 3)) * 2, name="z")  # (N, C, d1): the classes on axis 1
     labels, weight = rng.integers(0, 5, (4, 3)), rng.uniform(0.5, 2, 5)
     labels[0, 1] = labels[2, 0] = -100
-    options = {"weight": weight, "ignore_index": -100, "label_smoothing": 0.1}
+    options: dict[str, Any] = {"weight": weight, "ignore_index": -100, "label_smoothing": 0.1}
     result.append(audit(lambda z: F.cross_entropy(z, labels, **options), [z],
                         lambda v: {"z": analytic.softmax_cross_entropy_backward(v["z"], labels, **options)},
                         title="audit of F.cross_entropy with weight, ignore_index, label_smoothing 0.1, "

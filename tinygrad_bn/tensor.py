@@ -395,12 +395,13 @@ class Tensor:
             a, b = a.astype(dt, copy=False), b.astype(dt, copy=False)
         return Tensor._wrap(op(a, b))
 
-    def __lt__(self, x): return self._compare(np.less, x)
-    def __le__(self, x): return self._compare(np.less_equal, x)
-    def __gt__(self, x): return self._compare(np.greater, x)
-    def __ge__(self, x): return self._compare(np.greater_equal, x)
-    def __eq__(self, x): return self._compare(np.equal, x)  # type: ignore[override]
-    def __ne__(self, x): return self._compare(np.not_equal, x)  # type: ignore[override]
+    def __lt__(self, x: Any) -> Tensor: return self._compare(np.less, x)
+    def __le__(self, x: Any) -> Tensor: return self._compare(np.less_equal, x)
+    def __gt__(self, x: Any) -> Tensor: return self._compare(np.greater, x)
+    def __ge__(self, x: Any) -> Tensor: return self._compare(np.greater_equal, x)
+    # element-wise, as in NumPy and PyTorch: a Tensor, where object's == and != return bool
+    def __eq__(self, x: Any) -> Tensor: return self._compare(np.equal, x)  # type: ignore[override]
+    def __ne__(self, x: Any) -> Tensor: return self._compare(np.not_equal, x)  # type: ignore[override]
     eq, ne = __eq__, __ne__
 
     def exp(self) -> Tensor: return Exp.apply(self._float())
@@ -642,7 +643,7 @@ class Tensor:
         if bad.size:
             raise IndexError(f"gather: index {bad.flat[0]} is out of range for axis {ax} of size {self.shape[ax]} "
                              "(negative indices are refused, as PyTorch)")
-        grid = list(np.indices(idx.shape, sparse=True))
+        grid: list[np.ndarray] = list(np.indices(idx.shape, sparse=True))
         grid[ax] = idx
         return self[tuple(grid)]
 

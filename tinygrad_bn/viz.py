@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .check import Report
+from .check import Audit, Report
 from .check import compare as check_compare
 from .engine import Accumulate, Function, GradFacts, grad_facts
 from .tensor import Tensor
@@ -132,7 +132,7 @@ def trace(*tensors: Tensor, backward: bool = False, show_values: bool = False) -
         for a, b, _ in g.edges:
             first.setdefault(a, b)
         for n in g.nodes.values():
-            if n.style == "param" and n.id in first:
+            if n.style == "param" and n.id in first and n.tensor is not None:  # (a param node has its tensor)
                 n.scope = _module_scope(n.tensor, g.nodes[first[n.id]].scope)
     return g
 
@@ -290,10 +290,10 @@ def _overlay(g: Graph, compare: Any, rtol: float) -> dict[str, tuple[bool, str]]
     marks: dict[str, tuple[bool, str]] = {}
     if not hasattr(compare, "rows"):
         for t, ref in compare.items():
-            nid = f"t{id(t)}"
-            if nid in g.nodes and t.grad is not None:
+            tid = f"t{id(t)}"
+            if tid in g.nodes and t.grad is not None:
                 (row,) = check_compare({"grad": t.grad}, {"grad": ref}, rtol=rtol).rows
-                marks[nid] = (row.ok, f"max rel err {row.max_rel:.1e} {verdict(row.ok)}")
+                marks[tid] = (row.ok, f"max rel err {row.max_rel:.1e} {verdict(row.ok)}")
         return marks
     by_name = {n.tensor.name: n.id for n in g.nodes.values() if n.tensor is not None and n.tensor.name}
     worst: dict[str, tuple[bool, float]] = {}
@@ -415,7 +415,7 @@ def _auto_rankdir(rank: dict[str, int]) -> str:
 
 def draw(*tensors: Tensor, backward: bool = False, show_values: bool = False, collapse: Iterable[str] | None = None,
          expand: bool = False, compact: bool = True, legend: bool = False,
-         compare: Report | Mapping[Tensor, Any] | None = None, rtol: float = 1e-12, max_nodes: int | None = 500,
+         compare: Audit | Report | Mapping[Tensor, Any] | None = None, rtol: float = 1e-12, max_nodes: int | None = 500,
          rankdir: str | None = None, wrap: int = 1, size: str | None = None, title: str | None = None) -> Any:
     """The graph that made `tensors` as a graphviz.Digraph (render it with .render(format="svg")
     or "png"; it displays itself in Jupyter). backward=True draws gradients made with

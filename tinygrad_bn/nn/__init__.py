@@ -32,6 +32,7 @@ class Module:
     runs forward() inside a scope named after its attribute path (e.g. "layers.1.bn")."""
     training: bool = True
     _path: str = ""
+    _buffer_names: list[str]  # set by register_buffer
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError
@@ -309,6 +310,9 @@ class _BatchNorm(Module):
     average, 1/num_batches_tracked); eval mode uses the running ones; without
     track_running_stats both modes use batch statistics."""
     ranks: tuple[int, ...] = ()
+    running_mean: Tensor | None  # buffers: None without track_running_stats
+    running_var: Tensor | None
+    num_batches_tracked: Tensor | None
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
                  track_running_stats: bool = True, dtype: Any = DEFAULT_FLOAT):
@@ -332,24 +336,33 @@ class _BatchNorm(Module):
                              f"input with {self.num_features} channels in axis 1")
         use_batch_stats = self.training or not self.track_running_stats
         update = self.training and self.track_running_stats
+        count = self.num_batches_tracked
+        if update and count is None:
+            raise RuntimeError(f"{type(self).__name__}: num_batches_tracked is None but track_running_stats=True; "
+                               "give it a Tensor again, or construct the layer with track_running_stats=False")
         momentum = self.momentum
-        if update and momentum is None:  # cumulative moving average over all batches so far
-            momentum = 1.0 / (int(self.num_batches_tracked._data) + 1)
+        if momentum is None:  # a cumulative moving average over all batches so far (used only to update)
+            momentum = 1.0 / (int(count._data) + 1) if count is not None else 0.0
         y = F.batch_norm(x, self.running_mean if update or not use_batch_stats else None,
                          self.running_var if update or not use_batch_stats else None, self.weight, self.bias,
                          training=use_batch_stats, momentum=momentum, eps=self.eps)
         if update:  # only after batch_norm succeeded: an error leaves the state as it was
             # writable_data: a graph reading the counter holds its array read-only; a write into it would fail
             # here, after batch_norm updated the running statistics (that graph then refuses to backward)
-            self.num_batches_tracked.writable_data()[...] += 1
+            assert count is not None  # (checked above)
+            count.writable_data()[...] += 1
         return y
 
     def reset_running_stats(self) -> None:
         if self.track_running_stats:
+            mean, var, count = self.running_mean, self.running_var, self.num_batches_tracked
+            if mean is None or var is None or count is None:
+                raise RuntimeError(f"{type(self).__name__}.reset_running_stats: a running statistic is None but "
+                                   "track_running_stats=True; give it a Tensor again")
             with no_grad():
-                self.running_mean.writable_data()[...] = 0
-                self.running_var.writable_data()[...] = 1
-                self.num_batches_tracked._replace(np.array(0, np.int64))
+                mean.writable_data()[...] = 0
+                var.writable_data()[...] = 1
+                count._replace(np.array(0, np.int64))
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
@@ -423,6 +436,8 @@ class Embedding(Module):
 class CrossEntropyLoss(Module):
     """F.cross_entropy as a module: loss(logits, target). `weight` (C,), if given, is a buffer (state_dict
     key "weight"), as in PyTorch, stored in `dtype` if given; it is used in the logits' dtype."""
+    weight: Tensor | None  # a buffer
+
     def __init__(self, weight: Any = None, ignore_index: int = -100, reduction: str = "mean",
                  label_smoothing: float = 0.0, dtype: Any = None):
         _check_dtype("CrossEntropyLoss", dtype)

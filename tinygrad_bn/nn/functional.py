@@ -7,7 +7,7 @@ import math
 import operator
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -101,6 +101,10 @@ def _need_float(fn: str, x: Tensor) -> None:
                                   "cast it first, e.g. x.float() or x.double()")
 
 
+@overload
+def _channel(v: Tensor, ndim: int) -> Tensor: ...
+@overload
+def _channel(v: None, ndim: int) -> None: ...
 def _channel(v: Tensor | None, ndim: int) -> Tensor | None:
     """A per-channel (C,) vector shaped (1, C, 1, ...) to broadcast against (N, C, ...); against
     (N, C) it broadcasts as it is (no reshape op in the graph)."""
@@ -160,9 +164,10 @@ def batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | Non
             s = standardize(x, axes, eps)
             x_hat = s["x_hat"]
         else:
+            assert running_mean is not None and running_var is not None  # (eval without them raised above)
             x_hat = (x - _channel(running_mean, x.ndim)) / (_channel(running_var, x.ndim) + eps).sqrt()
         y = _affine(x_hat, _channel(weight, x.ndim), _channel(bias, x.ndim))
-    if training and running_mean is not None:
+    if training and running_mean is not None and running_var is not None:  # (both or neither, checked above)
         with no_grad():  # the running averages are state, not part of the graph
             mean = (1 - momentum) * running_mean._data + momentum * s["mu"]._data.ravel()
             var = (1 - momentum) * running_var._data + momentum * s["var"]._data.ravel() * (m / (m - 1))  # unbiased
@@ -311,7 +316,7 @@ def cross_entropy(logits: Tensor, target: Any, weight: Any = None, ignore_index:
         # loss is shift-invariant): only the true class's logit is gathered, log_softmax is never built
         shifted = z - z._shift((ax,))
         lse = shifted.exp().sum(axis=ax).log()
-        grid = list(np.indices(t.shape, sparse=True))
+        grid: list[np.ndarray] = list(np.indices(t.shape, sparse=True))
         grid.insert(ax, t)
         losses = lse - shifted[tuple(grid)]
         w_y = None if w is None else w[t]
@@ -467,7 +472,7 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: int | 
         if ph or pw:
             xb = xb.pad(((0, 0), (0, 0), (ph, ph), (pw, pw)))
         n, c = xb.shape[:2]
-        out = None
+        out: Tensor | None = None
         # summing KH*KW small matmuls measured 2.5 ms forward + backward at (64, 8, 8, 8) * (16, 8, 3, 3),
         # against 6.1 ms for one matmul of the gathered windows (_windows): its backward is an np.add.at
         for i in range(kh):
@@ -475,6 +480,7 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: int | 
                 patch = xb[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw].reshape(n, c, ho * wo)
                 term = weight[:, :, i, j] @ patch  # (O, C) @ (N, C, Ho*Wo) -> (N, O, Ho*Wo)
                 out = term if out is None else out + term
+        assert out is not None  # (the kernel is not empty: checked above)
         if bias is not None:
             out = out + bias.reshape(-1, 1)
         return out.reshape(((n,) if x.ndim == 4 else ()) + (weight.shape[0], ho, wo))
