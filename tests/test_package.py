@@ -8,6 +8,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import requires_dot
 
 import tinygrad_bn as tg
 
@@ -45,6 +46,7 @@ def test_the_wheel_carries_its_licence_types_and_page_template(bare):
     assert f"tinygrad_bn-{tg.__version__}-" in wheel.name
 
 
+@requires_dot
 def test_a_bare_venv_imports_and_runs_the_commands(bare, tmp_path):
     _, env = bare
     imported = run(env, "python", "-c", "import tinygrad_bn as tg, tinygrad_bn.nn as nn; "
