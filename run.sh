@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one entry point on a fresh machine: sets up, then runs a job.
 #   bash run.sh demo [args]   the main job: gradient report (and, with the renderer, the graphs)
-#   bash run.sh test [args]   the test suite (pytest) and the linter (ruff)
+#   bash run.sh test [args]   the test suite (pytest), the linter (ruff) and the type checker (mypy)
 #   bash run.sh bench [args]  the benchmarks
 # Set-up: Graphviz's `dot` (and, for the tests, Chromium) via apt-get when missing (without apt-get:
 # what to install by hand, then stop; the browser tests skip without Chromium), a virtualenv in
