@@ -112,3 +112,50 @@ def test_a_backward_graph_page_and_the_jupyter_display(rng):
     assert page._repr_html_().startswith("<iframe srcdoc=")
     with pytest.raises(TypeError, match="expected Tensors"):
         tg.viz.to_html(np.ones(3))
+
+
+def mlp_loss(rng, blocks=3):
+    layers = []
+    for _ in range(blocks):
+        layers += [nn.Linear(4, 4, dtype=np.float64, rng=rng), nn.BatchNorm1d(4, dtype=np.float64), nn.ReLU()]
+    model = nn.Sequential(*layers, nn.Linear(4, 3, dtype=np.float64, rng=rng))
+    x = tg.Tensor(rng.standard_normal((6, 4)), name="x")
+    return F.cross_entropy(model(x), rng.integers(0, 3, 6))
+
+
+def test_with_many_clusters_a_second_toggle_keeps_the_first(rng, tmp_path):
+    """More than 6 cluster names: not every state is laid out; toggling one, then another, must not
+    silently undo the first (the page picks the nearest laid-out state that makes the change)."""
+    page = tg.viz.to_html(mlp_loss(rng))
+    data = page_data(page)
+    assert len(data["names"]) > 6 and len(data["views"]) < 2 ** len(data["names"])
+    seen = selftest(page, tmp_path)
+    k0, k1, k2 = (set(k.split("|")) - {""} for k in seen["toggles"])
+    first, second = data["names"][:2]
+    assert (first in k1) != (first in k0) and (second in k2) != (second in k1)
+    if (first in k2) != (first in k1):  # the asked-for state was not laid out: the page must say what it undid
+        assert "Not laid out" in seen["toggle_note"] and first in seen["toggle_note"], seen["toggle_note"]
+
+
+def test_names_are_text_not_markup(rng, tmp_path):
+    x = tg.Tensor(rng.standard_normal(3), requires_grad=True, name='<img src=x onerror="document.title=1">')
+    y = (x * 2).sum()
+    y.name = "<b>loss</b>"
+    page = tg.viz.to_html(y)
+    seen = selftest(page, tmp_path)
+    assert "<b>loss</b>" in seen["panel"] or "<img" in seen["panel"]  # shown as text, not turned into elements
+    dom = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+                          "--virtual-time-budget=5000", f"file://{tmp_path / 'page.html'}#step=2&pick=" +
+                          '%3Cimg%20src%3Dx%20onerror%3D%22document.title%3D1%22%3E'],
+                         capture_output=True, text=True, timeout=120).stdout
+    head = dom.split("</head>", 1)[0]
+    assert "<title>1</title>" not in head, "a name's markup ran as code"
+    assert "<img" not in dom.split('id="side"', 1)[1].split("<script", 1)[0], "a name became an element"
+
+
+def test_a_sum_of_outputs_says_so_and_a_backward_page_has_no_steps(rng):
+    x = tg.Tensor(rng.standard_normal(3), requires_grad=True, name="x")
+    assert "not one scalar" in page_data(tg.viz.to_html(x * 2))["seed_note"]
+    assert page_data(tg.viz.to_html((x * 2).sum()))["seed_note"] == ""
+    with pytest.raises(TypeError, match="give the tensors"):
+        tg.viz.to_html()

@@ -125,7 +125,10 @@ def _node_facts(g: Graph, marks: Mapping[str, tuple[bool, str]]) -> dict[str, di
                              "label": n.label.replace("\\n", "\n")}
         if n.tensor is not None:
             t = n.tensor
-            f.update(name=t.name or n.label.split("\\n")[0], value=_stats(t._data))
+            # a name a learner can read: the tensor's own, else what made it (never an internal id like t15)
+            own = t.name or (f"{type(t._ctx).__name__}'s output" if t._ctx is not None else
+                             f"an unnamed {n.style} {t.shape}")
+            f.update(name=own, value=_stats(t._data))
             if t.grad is not None:
                 f["grad"] = _stats(t.grad._data)
             if t._ctx is not None:
@@ -165,6 +168,8 @@ def to_html(*tensors: Tensor, backward: bool = False, show_values: bool = False,
     sum of the outputs). collapse: the scope names collapsed at first (default: the renderer's
     default); compare: an overlay as in viz.draw. Every layout comes from the local Graphviz `dot`;
     the page needs no server and no network. Extra options go to viz.draw."""
+    if not tensors:
+        raise TypeError("to_html: give the tensors whose graph to show, e.g. tg.viz.to_html(loss)")
     for t in tensors:
         if not isinstance(t, Tensor):
             raise TypeError(f"to_html: expected Tensors, got {type(t).__name__}")
@@ -200,6 +205,8 @@ def to_html(*tensors: Tensor, backward: bool = False, show_values: bool = False,
     data: dict[str, Any] = {"title": title or ("backward graph" if backward else "forward graph"), "names": names,
             "start": _key(start), "views": views, "nodes": _node_facts(g, marks),
             "steps": [] if backward else _backward_steps(tensors, g),
+            "seed_note": "" if backward or (len(tensors) == 1 and tensors[0].size == 1) else
+            "These outputs are not one scalar: L here is the sum of all their elements.",
             "legend": _legend()}
     page = _TEMPLATE.read_text()
     payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")  # nothing closes the script early
