@@ -226,3 +226,12 @@ def test_a_state_dict_that_contains_itself_or_is_not_a_dict_is_a_clear_error(tmp
         tg.save(loop, tmp_path / "x.npz")
     with pytest.raises(TypeError, match="expected a state dict .* got list"):
         tg.save([np.ones(1)], tmp_path / "x.npz")
+
+
+def test_a_member_that_is_not_an_array_is_refused(tmp_path):
+    """np.load hands a zip member that is not .npy back as raw bytes; tg.load refuses it."""
+    path = tmp_path / "odd.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("w", b"hello world")
+    with pytest.raises(ValueError, match="not a .npy array"):
+        tg.load(path)

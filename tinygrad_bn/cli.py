@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Callable
 
@@ -69,7 +70,8 @@ def demo(args: argparse.Namespace) -> int:
         except OSError as e:
             print(f"\ntinygrad-bn demo: cannot write the graphs into {args.out!r}: {e}", file=sys.stderr)
             return max(status, 1)
-        print(f"\n== 3. graphs: {len(files)} files rendered into {args.out}/ (open {files[-1]}) ==")
+        index = next((f for f in files if f.name == "index.html"), files[-1])
+        print(f"\n== 3. graphs: {len(files)} files rendered into {args.out}/ (open {index}) ==")
     return status
 
 
@@ -124,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\ntinygrad-bn {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader stopped early (tinygrad-bn check | head): not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the final flush stays quiet
+        return 0
 
 
 if __name__ == "__main__":

@@ -209,6 +209,9 @@ def load(path: str | os.PathLike[str]) -> dict[str, Any]:
                                  "tg.load never unpickles, so object arrays are refused") from None
             except Exception as e:  # a damaged member, or one that is not a .npy array
                 raise ValueError(f"{fn}: entry {name!r} of {str(p)!r} is not a readable .npy array ({e})") from None
+            if not isinstance(a, np.ndarray):  # np.load hands a member that is not .npy back as raw bytes
+                raise ValueError(f"{fn}: entry {name!r} of {str(p)!r} is not a .npy array; not a file written by "
+                                 "tg.save")
             path_part, colon, kind = name.rpartition(":") if ":" in name else (name, "", "")
             if colon and kind not in _KINDS and kind not in _EMPTY and kind not in ("none", "scalar"):
                 raise ValueError(f"{fn}: entry {name!r} has the unknown kind {kind!r}; not a file written by tg.save")
