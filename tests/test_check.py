@@ -256,7 +256,7 @@ def test_the_readme_check_excerpt_is_what_tinygrad_bn_check_prints_now(capsys):
 
     from tinygrad_bn.cli import main
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    excerpt = readme.split("An excerpt:\n\n```\n", 1)[1].split("```", 1)[0]
+    excerpt = readme.split("An excerpt of", 1)[1].split("```\n", 1)[1].split("```", 1)[0]
     quoted = [line for line in excerpt.splitlines() if re.search(r"\d\.\d{3}e[-+]\d\d", line)]
     assert len(quoted) >= 5
     main(["check", "--audit"])
