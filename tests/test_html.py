@@ -15,6 +15,7 @@ import tinygrad_bn as tg
 import tinygrad_bn.nn as nn
 import tinygrad_bn.nn.functional as F
 from tinygrad_bn.engine import _toposort
+from tinygrad_bn.html import page_data
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
@@ -25,10 +26,6 @@ def bn_ce(rng):
     loss = F.cross_entropy(bn(x), rng.integers(0, 3, 4))
     loss.name = "loss"
     return x, loss
-
-
-def page_data(page: str) -> dict:
-    return json.loads(page.split("const DATA = ", 1)[1].split(";\n", 1)[0].replace("<\\/", "</"))
 
 
 def selftest(page: str, tmp_path) -> dict:

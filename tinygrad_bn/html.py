@@ -188,16 +188,8 @@ def to_html(*tensors: Tensor, backward: bool = False, show_values: bool = False,
         shown = _collapse(g, sorted(state)) if state else g
         dot = draw(*tensors, backward=backward, show_values=show_values, collapse=sorted(state), compare=compare,
                    rtol=rtol, max_nodes=None, **options)
-        # which node each hidden node is drawn as (itself, or the collapsed cluster holding it)
-        where = {}
-        for n in g.nodes.values():
-            hit = next((s for s in n.scope if s in state), None)
-            if hit is None:
-                where[n.id] = n.id
-            else:
-                where[n.id] = next(m.id for m in shown.nodes.values()
-                                   if m.kind == "collapsed" and m.label.split("\\n")[0] == hit and
-                                   m.scope == n.scope[:n.scope.index(hit)])
+        # which node each node is drawn as (itself, or the collapsed cluster holding it)
+        where = {n: shown.merged.get(n, n) for n in g.nodes}
         clusters = {m.id: m.label.split("\\n")[0] for m in shown.nodes.values() if m.kind == "collapsed"}
         views[_key(state)] = {"svg": _svg(dot.source), "where": where, "collapsed": clusters,
                               "state": sorted(state)}
@@ -211,6 +203,11 @@ def to_html(*tensors: Tensor, backward: bool = False, show_values: bool = False,
     page = _TEMPLATE.read_text()
     payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")  # nothing closes the script early
     return Page(page.replace("__TITLE__", html_escape.escape(data["title"])).replace("__DATA__", payload))
+
+
+def page_data(page: str) -> dict[str, Any]:
+    """The data a page from to_html holds (its layouts, node facts and backward steps), read back."""
+    return json.loads(page.split("const DATA = ", 1)[1].split(";\n", 1)[0].replace("<\\/", "</"))
 
 
 def _key(state: frozenset) -> str:

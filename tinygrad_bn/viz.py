@@ -39,6 +39,7 @@ class Graph:
     nodes: dict[str, Node] = field(default_factory=dict)
     edges: list[tuple[str, str, str]] = field(default_factory=list)  # (from, to, style: "" | "dashed")
     elided: dict[tuple[str, str], Node] = field(default_factory=dict)  # (op, op) edge -> the tensor it stands for
+    merged: dict[str, str] = field(default_factory=dict)  # node id -> the collapsed node it is drawn in
 
 
 class GraphTooLargeError(ValueError):
@@ -229,9 +230,9 @@ def default_collapse(g: Graph) -> list[str]:
 def _collapse(g: Graph, names: Iterable[str]) -> Graph:
     """Replace every node inside a scope named in `names` by one node for that scope."""
     names = set(names)
-    rename: dict[str, str] = {}
-    ids: dict[tuple[str, ...], str] = {}
     out = Graph()
+    rename = out.merged
+    ids: dict[tuple[str, ...], str] = {}
     for n in g.nodes.values():
         hit = next((i for i, s in enumerate(n.scope) if s in names), None)
         if hit is None:

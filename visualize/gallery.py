@@ -5,12 +5,12 @@ interactive.html (tg.viz.to_html) into DIR (default: visualize/gallery, whose PN
 shows), and, where Chromium is installed, interactive.png: a screenshot of the page after the
 backward step at which batch norm's xc has received both of its gradients (README's first picture)."""
 import argparse
-import json
 import shutil
 import subprocess
 from pathlib import Path
 
 from tinygrad_bn.gallery import render_gallery
+from tinygrad_bn.html import page_data
 
 
 def screenshot(page: Path, png: Path) -> None:
@@ -20,7 +20,7 @@ def screenshot(page: Path, png: Path) -> None:
     if chromium is None:
         print("no chromium: interactive.png not rendered")
         return
-    data = json.loads(page.read_text().split("const DATA = ", 1)[1].split(";\n", 1)[0].replace("<\\/", "</"))
+    data = page_data(page.read_text())
     step = next(i + 1 for i, s in enumerate(data["steps"]) for e in s["sends"]
                 if e["of"] > 1 and e["arrived"] == e["of"] and data["nodes"][e["to"]].get("name") == "xc")
     subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={png}",
