@@ -545,8 +545,7 @@ def audit(f: Callable, inputs: Sequence[Tensor], derivation: Callable | dict, rt
             upcast = False
         fd_args = wide if upcast else args
 
-    def loss_with(name: str, value: np.ndarray) -> float:
-        value = value.astype(np.float64) if upcast else value
+    def loss_with(name: str, value: np.ndarray) -> float:  # value: already in the differences' dtype
         if name in marked:
             _marks.swap, _marks.swapped = (name, Tensor(value)), False
             try:
@@ -593,16 +592,17 @@ def audit(f: Callable, inputs: Sequence[Tensor], derivation: Callable | dict, rt
             picked = np.arange(base.size) if base.size <= fd_elements else np.sort(np.append(
                 rng.choice(np.delete(np.arange(base.size), top), fd_elements - 1, replace=False), top))
             fd, gap = np.empty(len(picked)), np.empty(len(picked))
+            fd_base = base.astype(np.float64) if upcast else base  # widened once per node, not per step
             tol_scale, floor_k = float(np.max(np.abs(ag), initial=0)), 256 * ulp * reach[k]
             for n, j in enumerate(picked):
                 v = float(base.flat[j])
                 h = eps * max(abs(v), scale[k])
                 h = eps * abs(v) if v != 0 and h > abs(v) / 2 else h  # a step across 0 could leave the domain
 
-                def estimate(step: float, k: str = k, base: np.ndarray = base, j: int = j) -> float:
+                def estimate(step: float, k: str = k, base: np.ndarray = fd_base, j: int = j) -> float:
                     sides, at = [], []
                     for sign in (1, -1):
-                        moved = base.astype(np.float64) if upcast else base.copy()
+                        moved = base.copy()
                         moved.flat[j] += sign * step
                         sides.append(loss_with(k, moved))
                         at.append(float(moved.flat[j]))  # the step the node's dtype actually took
