@@ -323,6 +323,13 @@ def rms_norm_derivation(dy: np.ndarray, slip: str | None = None,
     return derive
 
 
+def audit_rms_norm(x: np.ndarray, g: np.ndarray, dy: np.ndarray, slip: str | None = None) -> Audit:
+    """rms_norm_loss audited against rms_norm_derivation (with `slip` planted, if given)."""
+    return audit(lambda x, g: rms_norm_loss(x, g, dy), [tg.Tensor(x, name="x"), tg.Tensor(g, name="g")],
+                 rms_norm_derivation(dy, slip), title=f"node-by-node audit of a user layer, RMS norm, x {x.shape} "
+                 "float64")
+
+
 def audits(seed: int = 0) -> list[Audit]:
     """The audits `tinygrad-bn check --audit` prints: batch norm, layer norm, group norm, a conv2d ->
     max-pool -> relu block, softmax cross-entropy and a user's layer (RMS norm), each a hand
@@ -341,10 +348,8 @@ def audits(seed: int = 0) -> list[Audit]:
     z = tg.Tensor(rng.standard_normal((6, 5)) * 3, name="z")
     result.append(audit(lambda z: softmax_ce_loss(z, y), [z], softmax_ce_derivation(y),
                         title="node-by-node audit of softmax cross-entropy, z (6, 5) float64"))
-    xt, gt = tg.Tensor(rng.standard_normal((6, 5)) * 2 + 0.5, name="x"), tg.Tensor(rng.standard_normal(5) + 1, name="g")
-    dy = rng.standard_normal(xt.shape)
-    result.append(audit(lambda x, g: rms_norm_loss(x, g, dy), [xt, gt], rms_norm_derivation(dy),
-                        title="node-by-node audit of a user layer, RMS norm, x (6, 5) float64"))
+    x = rng.standard_normal((6, 5)) * 2 + 0.5
+    result.append(audit_rms_norm(x, rng.standard_normal(5) + 1, rng.standard_normal(x.shape)))
     z = tg.Tensor(rng.standard_normal((4, 5, 3)) * 2, name="z")  # (N, C, d1): the classes on axis 1
     labels, weight = rng.integers(0, 5, (4, 3)), rng.uniform(0.5, 2, 5)
     labels[0, 1] = labels[2, 0] = -100
