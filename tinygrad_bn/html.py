@@ -81,8 +81,8 @@ def _backward_steps(tensors: tuple[Tensor, ...], g: Graph) -> list[dict[str, Any
     roots = [t for t in tensors if t.requires_grad and t._data.dtype.kind == "f"]
     if not roots:
         return []
-    order = [t for t in _toposort(roots) if t._ctx is not None and t._ctx.parents is not None]
     wanted = _toposort(roots)
+    order = [t for t in wanted if t._ctx is not None and t._ctx.parents is not None]
     with no_grad():
         totals = autograd_grad(roots, wanted, [Tensor._wrap(np.ones(r.shape, r.dtype)) for r in roots],
                                retain_graph=True, allow_unused=True)
