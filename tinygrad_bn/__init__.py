@@ -18,6 +18,7 @@ from .creation import (
     zeros_like,
 )
 from .engine import AxisError, Function, ShapeError, enable_grad, grad, is_grad_enabled, no_grad, scope
+from .fusion import fused
 from .guards import AnomalyError, detect_anomaly
 from .serialize import load, save
 from .tensor import Tensor, cat, maximum, minimum, stack, where
@@ -26,4 +27,4 @@ __all__ = ["Tensor", "Function", "tensor", "from_numpy", "zeros", "ones", "randn
            "zeros_like", "ones_like", "randint", "multinomial", "maximum", "minimum", "where", "cat", "stack",
            "manual_seed", "grad", "no_grad", "enable_grad", "is_grad_enabled", "scope", "ShapeError", "AxisError",
            "detect_anomaly", "AnomalyError", "analytic", "check", "nn", "optim", "viz", "engine", "save", "load",
-           "__version__"]
+           "fused", "__version__"]

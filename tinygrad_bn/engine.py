@@ -50,6 +50,7 @@ class _ThreadState(threading.local):
     grad_of: Function | None = None  # during a create_graph backward: the op whose rule is running
     anomaly: bool = False             # detect_anomaly() is on
     rule: Function | None = None      # with anomaly on: the op whose backward rule is running
+    lazy: Any = None                  # the open tg.fused() context (fusion.py), which defers forward
 
 
 _State = _ThreadState()
@@ -158,12 +159,14 @@ class Function:
         except AttributeError:
             raise TypeError(f"{cls.__name__}.apply takes Tensors, got "
                             f"({', '.join(type(p).__name__ for p in parents)}): wrap arrays with tg.tensor") from None
+        lazy = _State.lazy  # under tg.fused(), a fusible op's data is a Pending value (fusion.py)
         try:
-            data = ctx.forward(*arrays, **params)
+            data = ctx.forward(*arrays, **params) if lazy is None else lazy.record(ctx, arrays, params)
         except (ValueError, IndexError, TypeError) as e:
             raise _op_error(cls, parents, e) from None
         out = _new_tensor(Tensor)  # Tensor._wrap, inlined: this is the hottest line of the library
-        out._data = data = data if type(data) is np.ndarray else np.asarray(data)
+        out._data = data = data if type(data) is np.ndarray else np.asarray(data) if lazy is None else \
+            lazy.own(data, out)
         out.requires_grad, out._grad, out._ctx, out.name, out._retains_grad = False, None, None, None, False
         if _State.anomaly:
             rule = _State.rule
@@ -370,8 +373,8 @@ def backprop(outputs: list[Tensor], seeds: list[Tensor], retain_graph: bool, cre
                 if ctx.arrays is not None:  # what backward will read is still what the forward saw
                     if ctx.epoch != _Replaced.count:
                         for p, a in zip(ctx.parents, ctx.arrays):
-                            if p._data is not a:
-                                raise _replaced_error(ctx, p)
+                            if p._data is not a and getattr(a, "value", a) is not p._data:  # (or a
+                                raise _replaced_error(ctx, p)  # Pending computed since: fusion.py)
                     if ctx.locked is not None:
                         _check_snapshots(ctx, ctx.locked, ctx.arrays, checked)
                 if anomaly:
@@ -489,6 +492,8 @@ def _accumulate(t: Tensor, g: Tensor, create_graph: bool, stored: set[int]) -> N
 def backward(t: Tensor, grad: Any = None, retain_graph: bool = False, create_graph: bool = False) -> None:
     outputs = [t]
     backprop(outputs, _seed_grads(outputs, [grad], create_graph), retain_graph or create_graph, create_graph)
+    if _State.lazy is not None:  # under tg.fused(), backward() computes the gradients (and what else is pending)
+        _State.lazy.realize_all()
 
 
 @overload  # without allow_unused every input has a gradient (an unused one raises)
@@ -516,6 +521,8 @@ def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor], 
     retain = create_graph if retain_graph is None else retain_graph
     found = backprop(outputs, _seed_grads(outputs, grad_outputs, create_graph), retain, create_graph, inputs)
     result = tuple(found.get(x) for x in inputs)
+    if _State.lazy is not None:
+        _State.lazy.realize_all()
     if not allow_unused:
         for i, r in enumerate(result):
             if r is None:

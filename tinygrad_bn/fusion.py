@@ -1,0 +1,541 @@
+"""Fused execution: `tg.fused()`. Ops are recorded exactly as in eager mode (the same Function
+nodes, parents and scopes: checking, the audit and drawing see the same graph), but an op the
+scheduler can fuse does not compute: its output's array is a `Pending` value (its shape and
+dtype, and how to compute it). Values are computed, in fused groups, when they are needed:
+`.data`, `.numpy()`, `.item()`, any read of the array (a backward rule's mask, a composite's
+check), `backward()`, and leaving the context.
+
+Scheduling (docs/architecture.md, "Fused execution"). A realization gathers the pending values
+the targets need and sorts each into
+- a kernel: an element-wise op (or a broadcast) whose array is large (at least `min_elements`)
+  or whose inputs are in a kernel, and a reduction of such an array. A kernel is cut into row
+  tiles, so the ops of one kernel share its leading extent; a reduction over the leading axis
+  needs every tile, so what reads it runs in a later kernel (a higher `level`). A value a later
+  kernel needs is recomputed there from what is in memory, not written out, unless it is a
+  reduction (small: always kept) or something outside kernels reads it; or
+- a small op (the (1, C) statistics, reshapes, scalars): run with its own NumPy forward between
+  kernels.
+Each kernel goes to an executor (kernels.py): one compiled loop nest (numba) or NumPy on row
+tiles. Compiled kernels are cached by their structure, so a training loop compiles once.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from . import kernels, ops
+from .engine import Function, _State
+from .guards import _Hold, _hold
+from .kernels import Kernel, KNode
+
+# ------------------------------------------------------------------------------ pending values
+
+
+class _Flags:
+    """A pending value's `flags`, as far as the engine and the guards ask before it exists."""
+    __slots__ = ("writeable",)
+    c_contiguous = True
+    f_contiguous = False
+
+    def __init__(self, writeable: bool):
+        self.writeable = writeable
+
+
+class Pending:
+    """An array not computed yet: `op` applied to `inputs` (ndarrays or Pending) with `params`.
+    It has the array's shape and dtype; reading anything else computes it (with what it needs,
+    fused), and its tensor then holds the array itself."""
+    __slots__ = ("op", "inputs", "params", "shape", "dtype", "value", "owner", "readonly", "fuser", "holds",
+                 "__weakref__")
+    base = None  # a computed value is the fused group's own new array (never a view: _own)
+    op: type
+    inputs: list
+    params: dict[str, Any]
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    value: np.ndarray | None
+    owner: weakref.ref | None
+    readonly: bool
+    fuser: fused
+    holds: list[_Hold] | None
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def itemsize(self) -> int:
+        return self.dtype.itemsize
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.dtype.itemsize
+
+    @property
+    def flags(self) -> Any:
+        return self.value.flags if self.value is not None else _Flags(not self.readonly)
+
+    def setflags(self, write: bool | None = None) -> None:
+        if self.value is not None:
+            self.value.setflags(write=write)
+        elif write is False:
+            self.readonly = True
+
+    def realize(self) -> np.ndarray:
+        if self.value is None:
+            self.fuser.realize([self])
+        assert self.value is not None
+        return self.value
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        a = self.realize()
+        return a.astype(dtype or a.dtype) if copy else a if dtype is None else a.astype(dtype)
+
+    def __getattr__(self, name: str) -> Any:  # anything else is the array's: compute it
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return getattr(self.realize(), name)
+
+    def __repr__(self) -> str:
+        return f"Pending({self.op.__name__}, {self.shape}, {self.dtype})"
+
+    __hash__ = object.__hash__
+
+
+def _forward_to_array(name: str) -> Callable:
+    def method(self: Pending, *args: Any) -> Any:
+        return getattr(self.realize(), name)(*args)
+    method.__name__ = name
+    return method
+
+
+for _name in ("__len__", "__iter__", "__getitem__", "__bool__", "__float__", "__int__", "__index__", "__lt__",
+              "__le__", "__gt__", "__ge__", "__eq__", "__ne__", "__neg__", "__invert__", "__abs__", "__add__",
+              "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__", "__pow__",
+              "__rpow__", "__and__", "__rand__", "__or__", "__ror__", "__xor__", "__matmul__", "__rmatmul__"):
+    setattr(Pending, _name, _forward_to_array(_name))
+
+
+# --------------------------------------------------------------------- what each op's output is
+
+def _probe(op: type, dtypes: tuple[np.dtype, ...]) -> np.dtype:
+    """The dtype op's forward gives for inputs of `dtypes` (NumPy's rules, as eager), from a
+    one-element run, cached."""
+    key = (op, dtypes)
+    dt = _probed.get(key)
+    if dt is None:
+        with np.errstate(all="ignore"):
+            dt = _probed[key] = np.asarray(op().forward(*[np.ones(1, d) for d in dtypes])).dtype
+    return dt
+
+
+_probed: dict[tuple, np.dtype] = {}
+
+
+def _elementwise(ctx: Function, arrays: list, params: dict) -> tuple | None:
+    if params:
+        return None
+    shape = arrays[0].shape if len(arrays) == 1 else np.broadcast_shapes(*(a.shape for a in arrays))
+    return shape, _probe(type(ctx), tuple(a.dtype for a in arrays))
+
+
+def _where(ctx: Function, arrays: list, params: dict) -> tuple | None:
+    cond = params["cond"]
+    ctx.cond = cond  # type: ignore[attr-defined]  # (as Where.forward: its backward reads it)
+    return np.broadcast_shapes(arrays[0].shape, arrays[1].shape, cond.shape), np.result_type(
+        arrays[0].dtype, arrays[1].dtype)
+
+
+def _cast(ctx: Function, arrays: list, params: dict) -> tuple | None:
+    return arrays[0].shape, np.dtype(params["dtype"])
+
+
+def _reduce(ctx: Function, arrays: list, params: dict) -> tuple | None:
+    x, axis = arrays[0], params["axis"]
+    if x.size == 0 or not isinstance(axis, tuple):  # an empty max raises, an empty sum is 0: eager decides
+        return None
+    ctx.axis = axis  # type: ignore[attr-defined]
+    shape = tuple(1 if i in axis else n for i, n in enumerate(x.shape) if params["keepdims"] or i not in axis)
+    dtype = params.get("dtype")
+    return shape, np.dtype(dtype) if dtype is not None else x.dtype if type(ctx) is not ops.Sum else \
+        np.ones(1, x.dtype).sum().dtype
+
+
+def _broadcast_to(ctx: Function, arrays: list, params: dict) -> tuple | None:
+    x, shape = arrays[0], tuple(params["shape"])
+    lead = len(shape) - x.ndim
+    if lead < 0 or any(n != m and n != 1 for n, m in zip(x.shape, shape[lead:])):
+        raise ValueError(f"cannot broadcast {x.shape} to {shape}")
+    return shape, x.dtype
+
+
+def _reshape(ctx: Function, arrays: list, params: dict) -> tuple | None:
+    x, shape = arrays[0], list(params["shape"])
+    if -1 in shape:
+        known = math.prod(n for n in shape if n != -1)
+        if shape.count(-1) > 1 or known == 0 or x.size % known:
+            return None  # eager NumPy words the error
+        shape[shape.index(-1)] = x.size // known
+    if math.prod(shape) != x.size or any(n < 0 for n in shape):
+        raise ValueError(f"cannot reshape array of size {x.size} into shape {tuple(params['shape'])}")
+    return tuple(shape), x.dtype
+
+
+def _transpose(ctx: Function, arrays: list, params: dict) -> tuple | None:
+    x = arrays[0]  # a zero-byte view transposed: NumPy checks the axes
+    shape = np.transpose(np.broadcast_to(np.empty((), x.dtype), x.shape), params["axes"]).shape
+    ctx.axes = params["axes"]  # type: ignore[attr-defined]
+    return shape, x.dtype
+
+
+_META: dict[type, Callable[[Function, list, dict], tuple | None]] = {
+    **{op: _elementwise for op in (ops.Neg, ops.Exp, ops.Log, ops.Sqrt, ops.Abs, ops.Relu, ops.Tanh, ops.Sigmoid,
+                                   ops.Add, ops.Sub, ops.Mul, ops.Div, ops.Pow, ops.Maximum, ops.Minimum)},
+    ops.Where: _where, ops.Cast: _cast, ops.Sum: _reduce, ops.Max: _reduce, ops.Min: _reduce,
+    ops.BroadcastTo: _broadcast_to, ops.Reshape: _reshape, ops.Transpose: _transpose,
+}
+_KERNEL_OPS = frozenset(_META) - {ops.Reshape, ops.Transpose}  # what runs inside a kernel
+
+
+# ------------------------------------------------------------------------------- the context
+
+class fused:
+    """Fused execution: a context manager and a decorator (`@tg.fused`, `@tg.fused(verify=True)`).
+    `executor`: "auto" (numba for kernels of arithmetic when numba is installed, NumPy row tiles
+    otherwise), "numpy" or "numba". `verify=True` also runs every op eagerly and records, per
+    node, the largest difference from the fused value (`differences`, `report()`).
+    `min_elements`: the smallest array worth a kernel (smaller ones run op by op)."""
+
+    def __new__(cls, func: Callable | None = None, **options: Any) -> Any:
+        self = super().__new__(cls)
+        self.__init__(**options)  # type: ignore[misc]
+        return self(func) if func is not None else self  # bare `@tg.fused` decorates directly
+
+    def __init__(self, func: Callable | None = None, *, verify: bool = False, executor: str = "auto",
+                 min_elements: int = 4096) -> None:
+        if executor not in ("auto", "numpy", "numba"):
+            raise ValueError(f"fused: executor must be 'auto', 'numpy' or 'numba', got {executor!r}")
+        if not isinstance(min_elements, int) or min_elements < 1:
+            raise ValueError(f"fused: min_elements must be a positive int, got {min_elements!r}")
+        self.verify, self.min_elements, self.executor_name = verify, min_elements, executor
+        self.tiles = kernels.NumPyTiles()
+        self.numba: kernels.Executor | None = None
+        if executor != "numpy":
+            try:
+                self.numba = kernels.Numba()
+            except ImportError:
+                if executor == "numba":
+                    from ._missing import MissingExtraError
+                    raise MissingExtraError("numba", "fused", "tg.fused(executor='numba')") from None
+        self._owned: list[weakref.ref] = []
+        self._prev: list[Any] = []
+        self.differences: list[tuple[str, tuple[int, ...], str, float, float]] = []
+        self.stats = {"realizations": 0, "kernels_numba": 0, "kernels_numpy": 0, "small_ops": 0,
+                      "schedule_seconds": 0.0, "run_seconds": 0.0}
+
+    @property
+    def compile_seconds(self) -> float:
+        """Seconds spent compiling kernels (numba) in this context, apart from running them."""
+        return self.numba.compile_seconds if self.numba is not None else 0.0
+
+    def __enter__(self) -> fused:
+        self._prev.append(_State.lazy)
+        _State.lazy = self
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            self.realize_all()
+        finally:
+            _State.lazy = self._prev.pop()
+
+    def __call__(self, fn: Callable) -> Callable:
+        options = {"verify": self.verify, "executor": self.executor_name, "min_elements": self.min_elements}
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with fused(**options):
+                return fn(*args, **kwargs)
+        return wrapper
+
+    # --------------------------------------------------------------------------- recording
+    def record(self, ctx: Function, arrays: list, params: dict) -> Any:
+        """Function.apply's forward under this context: a Pending for an op the scheduler knows,
+        else the op computed now (on its inputs computed first)."""
+        meta = _META.get(type(ctx))
+        if meta is not None and not _State.anomaly:  # (anomaly mode checks each op's output: eager)
+            found = meta(ctx, arrays, params)
+            if found is not None:
+                p = object.__new__(Pending)
+                p.op, p.inputs, p.params, (p.shape, p.dtype) = type(ctx), arrays, params, found
+                p.value, p.owner, p.readonly, p.fuser, p.holds = None, None, False, self, None
+                for a in arrays:  # a leaf's array stays as the op saw it until the value is computed
+                    if type(a) is np.ndarray and a.flags.writeable:
+                        p.holds = [_hold(a, False)] if p.holds is None else p.holds + [_hold(a, False)]
+                return p
+        for i, a in enumerate(arrays):
+            if type(a) is Pending:
+                arrays[i] = a.realize()  # (the list Function.apply keeps: it saves computed arrays)
+        return ctx.forward(*arrays, **params)
+
+    def own(self, data: Any, out: Any) -> Any:
+        """Function.apply's output array: a Pending remembers its tensor (which gets the array)."""
+        if type(data) is not Pending:
+            return np.asarray(data)
+        data.owner = weakref.ref(out)
+        self._owned.append(data.owner)
+        return data
+
+    # ------------------------------------------------------------------------- realization
+    def realize_all(self) -> None:
+        """Compute every pending value whose tensor is still alive (backward(), leaving)."""
+        alive = [t._data for t in (r() for r in self._owned) if t is not None and type(t._data) is Pending]
+        self._owned = []
+        if alive:
+            self.realize(alive)
+
+    def realize(self, targets: list[Pending]) -> None:
+        start = time.perf_counter()
+        order = _pending_order(targets)
+        if not order:
+            return
+        plan = _Plan(order, targets, self.min_elements)
+        self.stats["schedule_seconds"] += time.perf_counter() - start
+        self.stats["realizations"] += 1
+        start = time.perf_counter()
+        for step in plan.steps:
+            if isinstance(step, _KernelStep):
+                self._run_kernel(step)
+            else:
+                self._run_small(step)
+        self.stats["run_seconds"] += time.perf_counter() - start
+        if self.verify:
+            self._verify(order)
+        for p in order:
+            if p.value is not None:
+                _settle(p)
+
+    def _run_small(self, p: Pending) -> None:
+        self.stats["small_ops"] += 1
+        with np.errstate(all="ignore"):
+            p.value = np.asarray(p.op().forward(*[_value(a) for a in p.inputs], **p.params))
+
+    def _run_kernel(self, step: _KernelStep) -> None:
+        kernel = step.kernel([_value(a) for a in step.sources])
+        ex: kernels.Executor = self.tiles
+        if self.numba is not None and self.numba.accepts(kernel):
+            ex = self.numba
+        self.stats["kernels_numba" if ex is self.numba else "kernels_numpy"] += 1
+        with np.errstate(all="ignore"):
+            for p, value in zip(step.outputs, ex.run(kernel)):
+                p.value = value
+
+    def _verify(self, order: list[Pending]) -> None:
+        """Every op again, eagerly, in order; the largest difference of each computed value."""
+        eager: dict[int, np.ndarray] = {}
+        with np.errstate(all="ignore"):
+            for p in order:
+                args = [eager[id(a)] if type(a) is Pending and id(a) in eager else _value(a) for a in p.inputs]
+                ref = eager[id(p)] = np.asarray(p.op().forward(*args, **p.params))
+                if p.value is None or ref.dtype.kind != "f":
+                    continue
+                diff = np.abs(p.value.astype(np.float64) - ref)
+                diff = diff[~(np.isnan(ref) & np.isnan(p.value))] if diff.size else diff
+                worst = float(np.max(diff, initial=0.0))
+                ulps = worst / float(np.spacing(np.asarray(np.max(np.abs(ref), initial=0.0), ref.dtype)))
+                t = p.owner() if p.owner is not None else None
+                name = f"{p.op.__name__}" + (f" {t.name}" if t is not None and t.name else "")
+                self.differences.append((name, p.shape, str(p.dtype), worst, ulps))
+
+    def report(self) -> str:
+        """The statistics, and (verify=True) each node's largest difference from eager."""
+        lines = [f"fused: {self.stats['realizations']} realizations, {self.stats['kernels_numba']} numba kernels, "
+                 f"{self.stats['kernels_numpy']} NumPy-tile kernels, {self.stats['small_ops']} small ops; "
+                 f"compile {self.compile_seconds:.3f} s, schedule {self.stats['schedule_seconds']:.3f} s, "
+                 f"run {self.stats['run_seconds']:.3f} s"]
+        if self.differences:
+            lines.append(f"{'node':<24}{'shape':>16} {'dtype':<8}{'max |fused - eager|':>20}{'ulps of max':>13}")
+            lines += [f"{n:<24}{str(s):>16} {d:<8}{w:>20.3g}{u:>13.2f}" for n, s, d, w, u in self.differences]
+        return "\n".join(lines)
+
+    def max_difference(self) -> float:
+        """The largest |fused - eager| over every node verified (verify=True), in ulps of the
+        node's largest magnitude."""
+        return max((u for *_, u in self.differences), default=0.0)
+
+
+def _value(a: Any) -> np.ndarray:
+    if type(a) is Pending:
+        assert a.value is not None, f"{a!r} was needed before it was computed (a scheduling error)"
+        return a.value
+    return a
+
+
+def _settle(p: Pending) -> None:
+    """A computed value goes to its tensor, as its own new array (a small op's view is copied),
+    read-only if it is a graph's; the inputs' arrays are released."""
+    v = p.value
+    assert v is not None
+    if v.base is not None and not p.readonly or type(v) is not np.ndarray:
+        v = p.value = np.array(v)
+    if p.readonly:
+        v.setflags(write=False)
+    p.holds, p.inputs = None, []
+    t = p.owner() if p.owner is not None else None
+    if t is not None and t._data is p:
+        t._data = v
+
+
+def _pending_order(targets: list[Pending]) -> list[Pending]:
+    """The values not yet computed that the targets need, inputs before outputs (iterative DFS)."""
+    order: list[Pending] = []
+    seen: set[int] = set()
+    stack: list[tuple[Pending, bool]] = [(t, False) for t in targets if t.value is None]
+    while stack:
+        p, done = stack.pop()
+        if done:
+            order.append(p)
+            continue
+        if id(p) in seen:
+            continue
+        seen.add(id(p))
+        stack.append((p, True))
+        for a in p.inputs:
+            if type(a) is Pending and a.value is None and id(a) not in seen:
+                stack.append((a, False))
+    return order
+
+
+# ------------------------------------------------------------------------------- scheduling
+
+class _KernelStep:
+    """One kernel to build and run: `nodes` (its pending values, in order) over `domain`, reading
+    `sources` (computed arrays and pending values computed by earlier steps), producing `outputs`."""
+
+    def __init__(self, nodes: list[Pending], outputs: list[Pending], sources: list[Any], domain: tuple[int, ...]):
+        self.nodes, self.outputs, self.sources, self.domain = nodes, outputs, sources, domain
+
+    def kernel(self, inputs: list[np.ndarray]) -> Kernel:
+        where = {id(p): j for j, p in enumerate(self.nodes)}
+        slot = {id(s): k for k, s in enumerate(self.sources)}
+        knodes = []
+        for p in self.nodes:
+            args = tuple(("node", where[id(a)]) if id(a) in where else ("in", slot[id(a)]) for a in p.inputs)
+            params = dict(p.params)
+            if p.op is ops.Where:
+                args += (("in", slot[id(params.pop("cond"))]),)
+                params.pop("exact", None)
+            knodes.append(KNode(p.op, args, params, p.shape, p.dtype))
+        outputs = [(where[id(o)], "reduce" if o.op in kernels.REDUCTIONS else "store") for o in self.outputs]
+        key = (self.domain, tuple((nd.op.__name__, nd.args, _params_key(nd.params), nd.shape, nd.dtype.str)
+                                  for nd in knodes),
+               tuple((kernels._compact(a).shape, a.dtype.str) for a in inputs), tuple(outputs))
+        return Kernel(self.domain, inputs, knodes, outputs, key)
+
+
+def _params_key(params: dict) -> tuple:
+    return tuple(sorted((k, str(v)) for k, v in params.items()))
+
+
+class _Plan:
+    """The steps that compute `order` (see the module docstring): small ops and kernels by level."""
+
+    def __init__(self, order: list[Pending], targets: list[Pending], min_elements: int):
+        index = {id(p): i for i, p in enumerate(order)}
+        n = len(order)
+        inker = [False] * n     # computed inside a kernel
+        aligned = [False] * n   # a kernel's per-tile value other nodes of that kernel may read
+        key: list[Any] = [None] * n  # (leading extent, ndim) of the kernel's domain
+        level = [0] * n         # the kernel level that computes it (in a kernel), or that may read it (small)
+        keep = [False] * n      # written to memory
+        for i, p in enumerate(order):
+            ins = [index[id(a)] for a in p.inputs if type(a) is Pending and id(a) in index]
+            fusible = p.op in _KERNEL_OPS and p.dtype.kind == "f" and all(
+                a.dtype.kind == "f" for a in p.inputs) and (p.op is not ops.Where or p.params["cond"].dtype == bool)
+            if p.op in kernels.REDUCTIONS:
+                j = ins[0] if ins else None
+                if fusible and j is not None and inker[j] and aligned[j]:
+                    inker[i], key[i], level[i], keep[i] = True, key[j], level[j], True
+                    axis = p.params["axis"]
+                    aligned[i] = p.params["keepdims"] and 0 not in axis
+                    continue
+            elif fusible and p.ndim >= 1 and p.shape[0] >= 2:
+                k = (p.shape[0], p.ndim)
+                if p.size >= min_elements or any(inker[j] and aligned[j] and key[j] == k for j in ins):
+                    inker[i], aligned[i], key[i] = True, True, k
+                    for j in ins:
+                        same = inker[j] and aligned[j] and key[j] == k
+                        level[i] = max(level[i], level[j] if same else level[j] + (1 if inker[j] else 0))
+                    for j in ins:  # what this kernel cannot compute itself it reads from memory
+                        if inker[j] and not (aligned[j] and key[j] == k):
+                            keep[j] = True
+                        elif inker[j] and order[j].op in kernels.REDUCTIONS and level[j] < level[i]:
+                            keep[j] = True  # (kept already: a reduction is always written)
+                    continue
+            for j in ins:  # a small op: after the kernels that write its inputs
+                level[i] = max(level[i], level[j] + (1 if inker[j] else 0))
+                if inker[j]:
+                    keep[j] = True
+        for p in targets:
+            if id(p) in index:
+                keep[index[id(p)]] = True
+        self.steps: list[Any] = []
+        top = max(level, default=0)
+        for lv in range(top + 1):
+            self.steps += [order[i] for i in range(n) if not inker[i] and level[i] == lv]
+            groups: dict[Any, list[int]] = {}
+            for i in range(n):
+                if inker[i] and keep[i] and level[i] == lv:
+                    groups.setdefault(key[i], []).append(i)
+            for outs in groups.values():
+                self.steps.append(self._kernel(order, index, outs, inker, level, keep, lv))
+
+    @staticmethod
+    def _kernel(order: list[Pending], index: dict[int, int], outs: list[int], inker: list[bool], level: list[int],
+                keep: list[bool], lv: int) -> _KernelStep:
+        """The kernel computing `outs`: their cone back to what is in memory (computed arrays,
+        values kept by earlier steps), recomputing element-wise values of lower levels."""
+        member: set[int] = set()
+        stack = list(outs)
+        while stack:
+            i = stack.pop()
+            if i in member:
+                continue
+            member.add(i)
+            for a in order[i].inputs:
+                j = index.get(id(a)) if type(a) is Pending else None
+                if j is None or not inker[j] or keep[j] and level[j] < lv or keep[j] and key_differs(order, i, j):
+                    continue
+                if order[j].op in kernels.REDUCTIONS and level[j] < lv:
+                    continue
+                stack.append(j)
+        nodes = sorted(member)
+        sources: list[Any] = []
+        seen: set[int] = set()
+        for i in nodes:
+            p = order[i]
+            extra = [p.params["cond"]] if p.op is ops.Where else []
+            for a in list(p.inputs) + extra:
+                j = index.get(id(a)) if type(a) is Pending else None
+                if (j is None or j not in member) and id(a) not in seen:
+                    seen.add(id(a))
+                    sources.append(a)
+        shapes = [order[i].shape for i in nodes if order[i].op not in kernels.REDUCTIONS] + [
+            order[i].inputs[0].shape for i in nodes if order[i].op in kernels.REDUCTIONS]
+        domain = tuple(np.broadcast_shapes(*shapes))
+        return _KernelStep([order[i] for i in nodes], [order[i] for i in sorted(outs)], sources, domain)
+
+
+def key_differs(order: list[Pending], i: int, j: int) -> bool:
+    a, b = order[i], order[j]
+    return b.ndim != a.ndim or b.shape[0] != (a.inputs[0].shape[0] if a.op in kernels.REDUCTIONS else a.shape[0])
