@@ -52,7 +52,7 @@ class Pending:
     It has the array's shape and dtype; reading anything else computes it (with what it needs,
     fused), and its tensor then holds the array itself."""
     __slots__ = ("op", "inputs", "params", "shape", "dtype", "value", "owner", "readonly", "fuser", "holds",
-                 "__weakref__")
+                 "recorded", "__weakref__")
     base = None  # a computed value is the fused group's own new array (never a view: _own)
     op: type
     inputs: list
@@ -64,6 +64,7 @@ class Pending:
     readonly: bool
     fuser: fused
     holds: list[_Hold] | None
+    recorded: tuple | None  # (op, inputs, params) as recorded, when the scheduler computes it otherwise
 
     @property
     def ndim(self) -> int:
@@ -198,13 +199,45 @@ def _transpose(ctx: Function, arrays: list, params: dict) -> tuple | None:
     return shape, x.dtype
 
 
+def _advanced(index: Any) -> bool:
+    """An index of integer arrays only (a gather or scatter of single elements)."""
+    return isinstance(index, tuple) and bool(index) and all(
+        type(i) is np.ndarray and i.dtype.kind in "iu" for i in index)
+
+
+def _scatter(p: Pending) -> bool:
+    """An IndexAdd a kernel's row tiles can run: one 1-D integer array per axis (single elements)."""
+    index = p.params["index"]
+    return _advanced(index) and len(index) == p.ndim >= 2 and all(i.ndim == 1 for i in index)
+
+
+def _getitem(ctx: Function, arrays: list, params: dict) -> tuple | None:
+    x, index = arrays[0], params["index"]  # a zero-byte view indexed: NumPy checks the index
+    shape = np.broadcast_to(np.empty((), x.dtype), x.shape)[index].shape
+    ctx.index = index  # type: ignore[attr-defined]
+    return shape, x.dtype
+
+
+def _index_add(ctx: Function, arrays: list, params: dict) -> tuple | None:
+    if not _advanced(params["index"]):
+        return None
+    picked = np.broadcast_to(np.empty((), arrays[0].dtype), params["shape"])[params["index"]].shape
+    np.broadcast_shapes(picked, arrays[0].shape)  # NumPy checks the index, and that the values fit it
+    ctx.index = params["index"]  # type: ignore[attr-defined]
+    return tuple(params["shape"]), arrays[0].dtype
+
+
 _META: dict[type, Callable[[Function, list, dict], tuple | None]] = {
     **{op: _elementwise for op in (ops.Neg, ops.Exp, ops.Log, ops.Sqrt, ops.Abs, ops.Relu, ops.Tanh, ops.Sigmoid,
                                    ops.Add, ops.Sub, ops.Mul, ops.Div, ops.Pow, ops.Maximum, ops.Minimum)},
     ops.Where: _where, ops.Cast: _cast, ops.Sum: _reduce, ops.Max: _reduce, ops.Min: _reduce,
-    ops.BroadcastTo: _broadcast_to, ops.Reshape: _reshape, ops.Transpose: _transpose,
+    ops.BroadcastTo: _broadcast_to, ops.Reshape: _reshape, ops.Transpose: _transpose, ops.GetItem: _getitem,
+    ops.IndexAdd: _index_add,
 }
-_KERNEL_OPS = frozenset(_META) - {ops.Reshape, ops.Transpose}  # what runs inside a kernel
+_KERNEL_OPS = frozenset(_META) - {ops.Reshape, ops.Transpose, ops.GetItem}  # what runs inside a kernel
+_ELEMENTWISE = frozenset(op for op, meta in _META.items() if meta is _elementwise)
+_LINEAR = (ops.Add, ops.Sub, ops.Neg, ops.Mul, ops.Div)  # what _split_sums looks through
+_COSTLY = (ops.Exp, ops.Log, ops.Tanh, ops.Sigmoid, ops.Pow)  # NumPy's vectorized transcendentals
 
 
 # ------------------------------------------------------------------------------- the context
@@ -240,7 +273,7 @@ class fused:
         self._owned: list[weakref.ref] = []
         self._prev: list[Any] = []
         self.differences: list[tuple[str, tuple[int, ...], str, float, float]] = []
-        self.stats = {"realizations": 0, "kernels_numba": 0, "kernels_numpy": 0, "small_ops": 0,
+        self.stats = {"realizations": 0, "kernels_numba": 0, "kernels_numpy": 0, "small_ops": 0, "passes": 0,
                       "schedule_seconds": 0.0, "run_seconds": 0.0}
 
     @property
@@ -260,7 +293,8 @@ class fused:
             _State.lazy = self._prev.pop()
 
     def __call__(self, fn: Callable) -> Callable:
-        options = {"verify": self.verify, "executor": self.executor_name, "min_elements": self.min_elements}
+        options: dict[str, Any] = {"verify": self.verify, "executor": self.executor_name,
+                                   "min_elements": self.min_elements}
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -278,7 +312,7 @@ class fused:
             if found is not None:
                 p = object.__new__(Pending)
                 p.op, p.inputs, p.params, (p.shape, p.dtype) = type(ctx), arrays, params, found
-                p.value, p.owner, p.readonly, p.fuser, p.holds = None, None, False, self, None
+                p.value, p.owner, p.readonly, p.fuser, p.holds, p.recorded = None, None, False, self, None, None
                 for a in arrays:  # a leaf's array stays as the op saw it until the value is computed
                     if type(a) is np.ndarray and a.flags.writeable:
                         p.holds = [_hold(a, False)] if p.holds is None else p.holds + [_hold(a, False)]
@@ -306,21 +340,27 @@ class fused:
 
     def realize(self, targets: list[Pending]) -> None:
         start = time.perf_counter()
-        order = _pending_order(targets)
+        order = recorded = _pending_order(targets)
         if not order:
             return
+        if _split_sums(order, self):
+            order = _pending_order(targets)
         plan = _Plan(order, targets, self.min_elements)
         self.stats["schedule_seconds"] += time.perf_counter() - start
         self.stats["realizations"] += 1
         start = time.perf_counter()
+        compiling = self.compile_seconds
         for step in plan.steps:
             if isinstance(step, _KernelStep):
                 self._run_kernel(step)
+            elif isinstance(step, _GatherStep):
+                step.run()
+                self.stats["small_ops"] += 1
             else:
                 self._run_small(step)
-        self.stats["run_seconds"] += time.perf_counter() - start
+        self.stats["run_seconds"] += time.perf_counter() - start - (self.compile_seconds - compiling)
         if self.verify:
-            self._verify(order)
+            self._verify(recorded)
         for p in order:
             if p.value is not None:
                 _settle(p)
@@ -336,6 +376,9 @@ class fused:
         if self.numba is not None and self.numba.accepts(kernel):
             ex = self.numba
         self.stats["kernels_numba" if ex is self.numba else "kernels_numpy"] += 1
+        full = math.prod(kernel.domain)  # memory passes: full-size arrays read or written
+        self.stats["passes"] += sum(kernels._compact(a).size == full for a in kernel.inputs) + sum(
+            p.size == full for p in step.outputs)
         with np.errstate(all="ignore"):
             for p, value in zip(step.outputs, ex.run(kernel)):
                 p.value = value
@@ -345,8 +388,9 @@ class fused:
         eager: dict[int, np.ndarray] = {}
         with np.errstate(all="ignore"):
             for p in order:
-                args = [eager[id(a)] if type(a) is Pending and id(a) in eager else _value(a) for a in p.inputs]
-                ref = eager[id(p)] = np.asarray(p.op().forward(*args, **p.params))
+                op, inputs, params = p.recorded or (p.op, p.inputs, p.params)
+                args = [eager[id(a)] if type(a) is Pending and id(a) in eager else _value(a) for a in inputs]
+                ref = eager[id(p)] = np.asarray(op().forward(*args, **params))
                 if p.value is None or ref.dtype.kind != "f":
                     continue
                 diff = np.abs(p.value.astype(np.float64) - ref)
@@ -360,7 +404,8 @@ class fused:
     def report(self) -> str:
         """The statistics, and (verify=True) each node's largest difference from eager."""
         lines = [f"fused: {self.stats['realizations']} realizations, {self.stats['kernels_numba']} numba kernels, "
-                 f"{self.stats['kernels_numpy']} NumPy-tile kernels, {self.stats['small_ops']} small ops; "
+                 f"{self.stats['kernels_numpy']} NumPy-tile kernels ({self.stats['passes']} passes over full-size "
+                 f"arrays), {self.stats['small_ops']} small ops; "
                  f"compile {self.compile_seconds:.3f} s, schedule {self.stats['schedule_seconds']:.3f} s, "
                  f"run {self.stats['run_seconds']:.3f} s"]
         if self.differences:
@@ -390,10 +435,115 @@ def _settle(p: Pending) -> None:
         v = p.value = np.array(v)
     if p.readonly:
         v.setflags(write=False)
-    p.holds, p.inputs = None, []
+    p.holds, p.inputs, p.recorded = None, [], None
     t = p.owner() if p.owner is not None else None
     if t is not None and t._data is p:
         t._data = v
+
+
+def _derive(fuser: fused, op: type, inputs: list, params: dict) -> Pending:
+    """A value the scheduler adds (no tensor holds it): op on inputs, its shape and dtype as eager's."""
+    p = object.__new__(Pending)
+    found = _META[op](op(), inputs, params)
+    assert found is not None
+    p.op, p.inputs, p.params, (p.shape, p.dtype) = op, inputs, params, found
+    p.value, p.owner, p.readonly, p.fuser, p.holds, p.recorded = None, None, False, fuser, None, None
+    return p
+
+
+def _split_sums(order: list[Pending], fuser: fused) -> bool:
+    """Linearity: a sum over axes R of terms, each a product of big arrays and of factors constant
+    along R, is the sum of each product's own sum times its factors:
+        sum_R(a * b * c + d / e) = c' * sum_R(a * b) + sum_R(d) / e'    (c', e': c, e without R).
+    The factors often depend on reductions of the level before (batch norm's backward: dmu =
+    -sum(dxhat * rstd + xc * 2 dvar / m)), the big arrays not, so the sums move one kernel level
+    earlier and the pass that computed them goes; and sums of the same product are computed once
+    (batch norm's dgamma = rstd' sum(dy * xc) and dvar's sum(dxhat * xc) = gamma' sum(dy * xc)).
+    A sum of two sides is split only where each side holds a big array (sum(x - mu) stays whole:
+    sum(x) - m mu would cancel). Returns whether anything was rewritten (the recorded form stays
+    in `recorded`, for verify)."""
+    changed = False
+    shared: dict[tuple, Any] = {}  # (the product's arrays, axes, dtype) -> its sum (kept dims)
+    for r in order:  # the recorded sums of one array (batch norm's dbeta = sum(dy)) are shared too
+        x = r.inputs[0] if r.op is ops.Sum else None
+        if x is not None and r.dtype.kind == "f" and not (type(x) is Pending and x.op in _LINEAR):
+            kept = tuple(1 if i in r.params["axis"] else n for i, n in enumerate(x.shape))
+            shared[((id(x),), r.params["axis"], r.params.get("dtype"))] = r if r.shape == kept else _derive(
+                fuser, ops.Reshape, [r], {"shape": kept})
+    for r in order:
+        if r.op is not ops.Sum or r.dtype.kind != "f" or type(r.inputs[0]) is not Pending:
+            continue
+        axis, e = r.params["axis"], r.inputs[0]
+
+        def const(c: Any, e: Pending = e, axis: tuple = axis) -> bool:  # constant along the summed axes
+            lead = e.ndim - c.ndim
+            if all(i < lead or c.shape[i - lead] == 1 for i in axis):
+                return True
+            return type(c) is Pending and c.value is None and c.dtype.kind == "f" and (
+                c.op is ops.BroadcastTo and const(c.inputs[0]) or c.op in _ELEMENTWISE and all(map(const, c.inputs)))
+
+        def product(t: Any, factors: list, bigs: list, e: Pending = e) -> None:  # t's factors, split
+            if type(t) is Pending and t.value is None and t.op is ops.Mul and t.shape == e.shape:
+                for a in t.inputs:
+                    product(a, factors, bigs)
+            elif const(t):
+                factors.append((ops.Mul, t))
+            elif t.shape == e.shape:
+                bigs.append(t)
+            else:  # a broadcast big array: not a factor of this shape
+                bigs.append(None)
+
+        def terms(t: Any, sign: int, factors: list, e: Pending = e) -> list | None:
+            if type(t) is not Pending or t.value is not None or t.shape != e.shape or const(t):
+                return [(sign, factors, [t])]
+            a = t.inputs
+            if t.op in (ops.Add, ops.Sub) and not const(a[0]) and not const(a[1]) and a[0].shape == a[1].shape:
+                left, right = terms(a[0], sign, factors), terms(a[1], -sign if t.op is ops.Sub else sign, factors)
+                return left + right if left is not None and right is not None else None
+            if t.op is ops.Neg:
+                return terms(a[0], -sign, factors)
+            if t.op is ops.Div and const(a[1]) and not const(a[0]) and a[0].shape == e.shape:
+                return terms(a[0], sign, factors + [(ops.Div, a[1])])
+            if t.op is ops.Mul:
+                more: list = []
+                bigs: list = []
+                product(t, more, bigs)
+                if bigs and all(b is not None for b in bigs):
+                    return [(sign, factors + more, bigs)]
+            return [(sign, factors, [t])]
+
+        found = terms(e, 1, [])
+        if found is None or len(found) == 1 and not found[0][1] and len(found[0][2]) == 1:
+            continue
+
+        def squeeze(c: Any, e: Pending = e, axis: tuple = axis) -> Any:  # c without the summed axes
+            lead = e.ndim - c.ndim
+            if all(i < lead or c.shape[i - lead] == 1 for i in axis):
+                return c
+            if c.op is ops.BroadcastTo:
+                return squeeze(c.inputs[0])
+            return _derive(fuser, c.op, [squeeze(a) for a in c.inputs], c.params)
+
+        total = None
+        for sign, factors, bigs in found:
+            bigs = sorted(bigs, key=id)
+            key = (tuple(map(id, bigs)), axis, r.params.get("dtype"))
+            v = shared.get(key)
+            if v is None:
+                base = bigs[0]
+                for b in bigs[1:]:
+                    base = _derive(fuser, ops.Mul, [base, b], {})
+                v = shared[key] = _derive(fuser, ops.Sum, [base], {**r.params, "keepdims": True})
+            for op, c in factors:
+                v = _derive(fuser, op, [v, squeeze(c)], {})
+            if sign < 0:
+                v = _derive(fuser, ops.Neg, [v], {})
+            total = v if total is None else _derive(fuser, ops.Add, [total, v], {})
+        assert total is not None
+        r.recorded = (r.op, r.inputs, r.params)
+        r.op, r.inputs, r.params = ops.Reshape, [total], {"shape": r.shape}
+        changed = True
+    return changed
 
 
 def _pending_order(targets: list[Pending]) -> list[Pending]:
@@ -444,7 +594,9 @@ class _KernelStep:
 
 
 def _params_key(params: dict) -> tuple:
-    return tuple(sorted((k, str(v)) for k, v in params.items()))
+    """Parameters as a cache key (index arrays by their shapes: only NumPy tiles run them)."""
+    return tuple(sorted((k, repr(np.shape(v)) if _advanced(v) or type(v) is np.ndarray else str(v))
+                        for k, v in params.items()))
 
 
 class _Plan:
@@ -458,16 +610,27 @@ class _Plan:
         key: list[Any] = [None] * n  # (leading extent, ndim) of the kernel's domain
         level = [0] * n         # the kernel level that computes it (in a kernel), or that may read it (small)
         keep = [False] * n      # written to memory
+        users: list[list[int]] = [[] for _ in range(n)]
+        gathers: dict[int, list[int]] = {}  # a GetItem computed at its points alone -> the values it recomputes
         for i, p in enumerate(order):
             ins = [index[id(a)] for a in p.inputs if type(a) is Pending and id(a) in index]
-            fusible = p.op in _KERNEL_OPS and p.dtype.kind == "f" and all(
-                a.dtype.kind == "f" for a in p.inputs) and (p.op is not ops.Where or p.params["cond"].dtype == bool)
+            for j in ins:
+                users[j].append(i)
+            fusible = p.op in _KERNEL_OPS and p.dtype.kind == "f" and all(a.dtype.kind == "f" for a in p.inputs) and (
+                p.op is not ops.Where or p.params["cond"].dtype == bool) and (
+                p.op is not ops.IndexAdd or _scatter(p))
             if p.op in kernels.REDUCTIONS:
-                j = ins[0] if ins else None
-                if fusible and j is not None and inker[j] and aligned[j]:
-                    inker[i], key[i], level[i], keep[i] = True, key[j], level[j], True
-                    axis = p.params["axis"]
-                    aligned[i] = p.params["keepdims"] and 0 not in axis
+                src, x = (ins[0] if ins else None), p.inputs[0]
+                if fusible and (src is not None and inker[src] and aligned[src] or src is None and x.ndim >= 1 and
+                                x.shape[0] >= 2 and x.size >= min_elements):  # (an array in memory: level 0)
+                    inker[i], keep[i] = True, True
+                    key[i], level[i] = (key[src], level[src]) if src is not None else ((x.shape[0], x.ndim), 0)
+                    aligned[i] = p.params["keepdims"] and 0 not in p.params["axis"]
+                    continue
+            elif p.op is ops.GetItem and ins and inker[ins[0]] and _advanced(p.params["index"]):
+                cone = _gather_cone(order, index, ins[0], inker, aligned, key, level)
+                if cone is not None:  # a few elements of a big value: computed at those points only
+                    gathers[i], level[i] = cone, level[ins[0]]
                     continue
             elif fusible and p.ndim >= 1 and p.shape[0] >= 2:
                 k = (p.shape[0], p.ndim)
@@ -479,8 +642,8 @@ class _Plan:
                     for j in ins:  # what this kernel cannot compute itself it reads from memory
                         if inker[j] and not (aligned[j] and key[j] == k):
                             keep[j] = True
-                        elif inker[j] and order[j].op in kernels.REDUCTIONS and level[j] < level[i]:
-                            keep[j] = True  # (kept already: a reduction is always written)
+                        elif inker[j] and level[j] < level[i] and order[j].op in _COSTLY:
+                            keep[j] = True  # written once rather than recomputed (NumPy's exp: ~1 ms per 4M)
                     continue
             for j in ins:  # a small op: after the kernels that write its inputs
                 level[i] = max(level[i], level[j] + (1 if inker[j] else 0))
@@ -489,16 +652,29 @@ class _Plan:
         for p in targets:
             if id(p) in index:
                 keep[index[id(p)]] = True
-        self.steps: list[Any] = []
         top = max(level, default=0)
+        groups: dict[tuple, list[int]] = {}
+        for i in range(n):
+            if inker[i] and keep[i]:
+                groups.setdefault((level[i], key[i]), []).append(i)
+        for (lv, k), outs in sorted(groups.items(), key=lambda item: item[0][0]):
+            # a group nothing reads before level `latest` joins the last kernel of its key by then, which
+            # often reads the same arrays (batch norm's sum(dy) joins the pass that writes dx)
+            latest = min((level[u] - 1 for o in outs for u in users[o]), default=top)
+            later = [lv2 for (lv2, k2) in groups if k2 == k and lv < lv2 <= latest]
+            if later and groups.get((lv, k)) is outs:
+                dest = groups[(max(later), k)]
+                dest += outs
+                del groups[(lv, k)]
+                for o in outs:
+                    level[o] = max(later)
+        self.steps: list[Any] = []
         for lv in range(top + 1):
-            self.steps += [order[i] for i in range(n) if not inker[i] and level[i] == lv]
-            groups: dict[Any, list[int]] = {}
-            for i in range(n):
-                if inker[i] and keep[i] and level[i] == lv:
-                    groups.setdefault(key[i], []).append(i)
-            for outs in groups.values():
-                self.steps.append(self._kernel(order, index, outs, inker, level, keep, lv))
+            self.steps += [_GatherStep(order[i], [order[c] for c in gathers[i]]) if i in gathers else order[i]
+                           for i in range(n) if not inker[i] and level[i] == lv]
+            for (lv2, _), outs in groups.items():
+                if lv2 == lv:
+                    self.steps.append(self._kernel(order, index, sorted(outs), inker, level, keep, lv))
 
     @staticmethod
     def _kernel(order: list[Pending], index: dict[int, int], outs: list[int], inker: list[bool], level: list[int],
@@ -534,6 +710,56 @@ class _Plan:
             order[i].inputs[0].shape for i in nodes if order[i].op in kernels.REDUCTIONS]
         domain = tuple(np.broadcast_shapes(*shapes))
         return _KernelStep([order[i] for i in nodes], [order[i] for i in sorted(outs)], sources, domain)
+
+
+class _GatherStep:
+    """GetItem of single elements of a value computed inside a kernel: `cone` (that value and the
+    element-wise values it is made of, in order) evaluated at the picked elements only."""
+
+    def __init__(self, node: Pending, cone: list[Pending]):
+        self.node, self.cone = node, cone
+
+    def run(self) -> None:
+        full, index = self.node.inputs[0].shape, self.node.params["index"]
+        picked: dict[int, np.ndarray] = {}
+
+        def at(a: Any) -> np.ndarray:  # a cone value's picked elements, or those of what it reads
+            return picked[id(a)] if id(a) in picked else np.broadcast_to(_value(a), full)[index]
+        with np.errstate(all="ignore"):
+            for c in self.cone:
+                args = [at(a) for a in c.inputs]
+                if c.op is ops.BroadcastTo:
+                    picked[id(c)] = args[0]
+                elif c.op is ops.Where:
+                    picked[id(c)] = ops.Where().forward(args[0], args[1], cond=at(c.params["cond"]), exact=True)
+                else:
+                    picked[id(c)] = np.asarray(c.op().forward(*args, **c.params))
+        self.node.value = picked[id(self.cone[-1])]
+
+
+def _gather_cone(order: list[Pending], index: dict[int, int], j: int, inker: list[bool], aligned: list[bool],
+                 key: list[Any], level: list[int]) -> list[int] | None:
+    """The in-kernel element-wise values that value j is computed from within its kernel, in
+    order, if no reduction of j's own level is among them (it would need whole rows)."""
+    cone: set[int] = set()
+    stack = [j]
+    while stack:
+        i = stack.pop()
+        if i in cone:
+            continue
+        if order[i].op not in _ELEMENTWISE and order[i].op not in (ops.BroadcastTo, ops.Where, ops.Cast):
+            return None
+        cone.add(i)
+        for a in order[i].inputs:
+            m = index.get(id(a)) if type(a) is Pending else None
+            if m is None or not (inker[m] and aligned[m] and key[m] == key[j]):
+                continue
+            if order[m].op in kernels.REDUCTIONS:
+                if level[m] == level[j]:
+                    return None
+                continue  # a reduction of an earlier level is in memory
+            stack.append(m)
+    return sorted(cone)
 
 
 def key_differs(order: list[Pending], i: int, j: int) -> bool:

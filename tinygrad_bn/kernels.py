@@ -92,7 +92,7 @@ class NumPyTiles(Executor):
             for nd in kernel.nodes:
                 args = [(kernel.inputs[k][a:b] if tiled[k] else kernel.inputs[k]) if kind == "in" else vals[k]
                         for kind, k in nd.args]
-                vals.append(_apply(nd, args, b - a))
+                vals.append(_apply(nd, args, a, b))
             for i, (j, kind) in enumerate(kernel.outputs):
                 nd, v = kernel.nodes[j], vals[j]
                 if kind == "store":
@@ -112,12 +112,20 @@ class NumPyTiles(Executor):
         return outs
 
 
-def _apply(nd: KNode, args: list, rows: int) -> np.ndarray:
-    """Node `nd`'s forward on one tile of `rows` of the domain's n. A reduction over the leading
-    axis gives its tile's part, kept (summed in float64 for float32 input)."""
+def _apply(nd: KNode, args: list, a: int, b: int) -> np.ndarray:
+    """Node `nd`'s forward on the tile of rows a:b. A reduction over the leading axis gives its
+    tile's part, kept (summed in float64 for float32 input); a scatter adds the elements whose
+    row falls in the tile."""
     p = nd.params
     if nd.op is ops.BroadcastTo:
-        return np.broadcast_to(args[0], (rows,) + p["shape"][1:])
+        return np.broadcast_to(args[0], (b - a,) + p["shape"][1:])
+    if nd.op is ops.IndexAdd:  # one 1-D index per axis (fusion._scatter)
+        index = np.broadcast_arrays(*p["index"])
+        rows = index[0] % nd.shape[0]
+        hit = (rows >= a) & (rows < b)
+        out = np.zeros((b - a,) + nd.shape[1:], nd.dtype)
+        np.add.at(out, (rows[hit] - a, *(i[hit] for i in index[1:])), np.broadcast_to(args[0], rows.shape)[hit])
+        return out
     if nd.op is ops.Where:  # (the condition is the kernel's third argument, tiled as any input)
         return np.where(args[2], args[0], args[1])
     if nd.op in REDUCTIONS and 0 in p["axis"]:
@@ -141,7 +149,7 @@ def _combine(op: type, acc: np.ndarray, part: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------- numba
 
-_EXPR = {  # each element-wise op as a scalar expression in numba; NaN handled as NumPy does
+_EXPR: dict[type, str] = {  # each element-wise op as a scalar expression in numba; NaN handled as NumPy does
     ops.Neg: "-{0}", ops.Add: "{0} + {1}", ops.Sub: "{0} - {1}", ops.Mul: "{0} * {1}", ops.Div: "{0} / {1}",
     ops.Sqrt: "np.sqrt({0})", ops.Abs: "abs({0})",
     ops.Relu: "({0} if ({0} >= 0 or {0} != {0}) else np.{dt}(0))",  # NumPy's maximum(0, x): -0.0 and NaN stay
@@ -165,8 +173,10 @@ class Numba(Executor):
     def accepts(self, kernel: Kernel) -> bool:
         fed = {k for nd in kernel.nodes for kind, k in nd.args if kind == "node"}
         for j, nd in enumerate(kernel.nodes):
-            if nd.op in REDUCTIONS:  # one that another node reads within the kernel, or that reads a
-                if j in fed or kernel.nodes[nd.args[0][1]].shape != kernel.domain:  # smaller node: tiles
+            if nd.op in REDUCTIONS:  # one that another node reads within the kernel, or of a smaller
+                kind, k = nd.args[0]  # value than the domain (each element would count again): tiles
+                of = kernel.nodes[k].shape if kind == "node" else _compact(kernel.inputs[k]).shape
+                if j in fed or tuple(of) != kernel.domain:
                     return False
             elif nd.op not in _EXPR and nd.op not in (ops.BroadcastTo, ops.Where, ops.Cast):
                 return False

@@ -115,7 +115,7 @@ def _hand_out(t: Tensor) -> np.ndarray:
     out, since a view taken of it now could write under a later graph, which therefore compares what
     it saved at backward; a view of memory a graph holds goes out read-only until the graph lets go.
     (An array an op computed inside a graph is read-only from birth.)"""
-    a = t._data if type(t._data) is np.ndarray else t._data.realize()  # (a Pending value: fusion.py)
+    a = t._data if type(t._data) is np.ndarray else np.asarray(t._data)  # (a Pending value: fusion.py)
     if t._ctx is None:
         _expose(a)
         if a.base is not None and a.flags.writeable:
