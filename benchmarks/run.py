@@ -1,7 +1,8 @@
 """Forward + backward of tinygrad_bn against three baselines measured in the same run: PyTorch's
 fused kernels, PyTorch composed of primitives (the same graph tinygrad_bn records), and NumPy with
 the hand-written formulas of tinygrad_bn.analytic. Medians over repeats after a warm-up; ratios
-are tinygrad_bn / baseline (lower is better). One thread for every library.
+are tinygrad_bn / baseline (lower is better). One thread for every library. tinygrad_bn runs
+twice: eager (the default) and under tg.fused() (the same graph, run as fused kernels).
 
     python benchmarks/run.py                  # 7 repeats
     python benchmarks/run.py --quick          # 3 repeats, shorter chains: under a minute
@@ -9,7 +10,9 @@ are tinygrad_bn / baseline (lower is better). One thread for every library.
     PYTHONPATH=. /tmp/torchenv/bin/python benchmarks/run.py   # with the PyTorch columns
 
 Every case is validated once, outside timing: each implementation's gradients must match the
-NumPy formulas (float32 tolerance), so no wrong computation is ever timed. In the MLP step,
+NumPy formulas (float32 tolerance), and the fused gradients eager's, so no wrong computation is
+ever timed. Compiling the fused kernels (numba, once per kernel structure) happens in the warm-up
+and is reported apart. In the MLP step,
 tinygrad_bn and PyTorch fused also update BatchNorm's running statistics (two 512-vectors per
 layer); the composed and NumPy versions do not.
 """
@@ -49,8 +52,10 @@ except ImportError:
 gc.freeze()
 
 COLUMNS = {"torch_fused": "PyTorch fused", "torch_composed": "PyTorch composed", "numpy": "NumPy formulas",
-           "tinygrad_bn": "tinygrad_bn"}
+           "tinygrad_bn": "tinygrad_bn", "fused": "tg.fused()"}
 BASELINES = ("torch_fused", "torch_composed", "numpy")
+FUSED_BASELINES = ("torch_fused", "numpy", "tinygrad_bn")  # fused / these; tinygrad_bn (eager) too
+FUSED_RUNS: dict[str, dict] = {}  # case -> the first fused run's stats (compile seconds, passes)
 SAME = "= fused"  # the cell of a baseline that is the fused one (plain eager PyTorch)
 EPS = 1e-5
 MiB = 2**20
@@ -87,12 +92,26 @@ def assert_close(got, want, what: str) -> None:
 
 
 def validate(impls: dict, args: tuple, names: tuple[str, ...], case: str) -> None:
-    """Every implementation's gradients (a list, in `names` order) against the NumPy formulas."""
+    """Every implementation's gradients (a list, in `names` order) against the NumPy formulas, and
+    the fused ones against eager's (float32 round-off: the same graph, other summation orders)."""
     want = impls["numpy"](*args)
     for col, fn in impls.items():
         if fn is not None and col != "numpy":
             for name, g, w in zip(names, fn(*args), want, strict=True):
                 assert_close(g, w, f"{case}: {COLUMNS[col]} d{name}")
+    if impls.get("fused") is not None:
+        for name, g, w in zip(names, impls["fused"](*args), impls["tinygrad_bn"](*args), strict=True):
+            assert_close(g, w, f"{case}: tg.fused() d{name} against eager")
+
+
+def in_fused(fn, case: str):
+    """fn run under tg.fused(); the first run's statistics (compile time, passes) kept for the notes."""
+    def run(*args):
+        with tg.fused() as ctx:
+            out = fn(*args)
+        FUSED_RUNS.setdefault(case, {**ctx.stats, "compile_seconds": ctx.compile_seconds})
+        return out
+    return run
 
 
 def time_all(impls: dict, args: tuple, repeats: int, scale: float) -> dict:
@@ -180,21 +199,26 @@ def bn_torch(forward, x, gamma, beta, dy):
     return [t.grad.numpy() for t in ts]
 
 
-def bn_impls() -> dict:
+def bn_impls(case: str = "") -> dict:
     return {"torch_fused": torch and partial(bn_torch, bn_fused),
-            "torch_composed": torch and partial(bn_torch, bn_composed), "numpy": bn_numpy, "tinygrad_bn": bn_tg}
+            "torch_composed": torch and partial(bn_torch, bn_composed), "numpy": bn_numpy, "tinygrad_bn": bn_tg,
+            "fused": in_fused(bn_tg, case)}
 
 
 def case_batch_norm(shape, repeats: int) -> dict:
-    args, impls = bn_inputs(shape), bn_impls()
+    args, impls = bn_inputs(shape), bn_impls(f"batch norm {shape}")
     validate(impls, args, ("x", "gamma", "beta"), f"batch norm {shape}")
     return row(f"batch norm {shape}", "ms", time_all(impls, args, repeats, 1e3))
 
 
 def case_memory(shape) -> tuple[dict, str]:
     args, impls = bn_inputs(shape), bn_impls()
+    def fused(*a):
+        with tg.fused():
+            return bn_tg(*a)
     values = {"numpy": peak_tracemalloc(partial(bn_numpy, *args)) / MiB,
-              "tinygrad_bn": peak_tracemalloc(partial(bn_tg, *args)) / MiB}
+              "tinygrad_bn": peak_tracemalloc(partial(bn_tg, *args)) / MiB,
+              "fused": peak_tracemalloc(partial(fused, *args)) / MiB}
     note = "peak memory: tracemalloc (NumPy buffers are traced) for NumPy and tinygrad_bn"
     if torch and torch_memory_is_reliable():
         for col in ("torch_fused", "torch_composed"):
@@ -252,7 +276,8 @@ def case_cross_entropy(repeats: int) -> dict:
     assert_close(ce_numpy(*args)[0][0], A.softmax_cross_entropy_backward(*args), "cross-entropy: inline vs analytic")
     impls = {"torch_fused": torch and partial(ce_torch, TF.cross_entropy),
              "torch_composed": torch and partial(ce_torch, ce_composed),
-             "numpy": lambda z, t: ce_numpy(z, t)[0], "tinygrad_bn": ce_tg}
+             "numpy": lambda z, t: ce_numpy(z, t)[0], "tinygrad_bn": ce_tg,
+             "fused": in_fused(ce_tg, "softmax cross-entropy")}
     validate(impls, args, ("logits",), "cross-entropy")
     return row("softmax cross-entropy (4096, 1000)", "ms", time_all(impls, args, repeats, 1e3))
 
@@ -301,7 +326,8 @@ def chain_numpy(n: int):
 
 def case_overhead(n: int, repeats: int) -> dict:
     impls = {"torch_fused": torch and (lambda n: chain_backward(chain_graph_torch(n))), "torch_composed": None,
-             "numpy": chain_numpy, "tinygrad_bn": lambda n: chain_backward(chain_graph_tg(n))}
+             "numpy": chain_numpy, "tinygrad_bn": lambda n: chain_backward(chain_graph_tg(n)),
+             "fused": in_fused(lambda n: chain_backward(chain_graph_tg(n)), "chain")}
     validate(impls, (n,), ("x",), "chain")
     values = time_all(impls, (n,), repeats, 1e6 / n)
     values["torch_composed"] = SAME if torch else None
@@ -341,8 +367,9 @@ def mlp_inputs():
     return weights, x, t
 
 
-def mlp_tg(weights, x, t):
-    """A step function: zero_grad, forward, backward, SGD step; returns the gradients."""
+def mlp_tg(weights, x, t, fused: bool = False):
+    """A step function: zero_grad, forward, backward, SGD step; returns the gradients. With
+    `fused`, the step runs under tg.fused()."""
     model = MLP(MLP_SIZES, 10, batch_norm=True, seed=0)
     for p, w in zip(model.parameters(), weights, strict=True):
         p.data = w.copy()
@@ -353,7 +380,7 @@ def mlp_tg(weights, x, t):
         F.cross_entropy(model(tg.from_numpy(x)), t).backward()
         opt.step()
         return [p.grad.data for p in model.parameters()]
-    return step
+    return in_fused(step, "MLP step") if fused else step
 
 
 def mlp_numpy(weights, x, t):
@@ -409,7 +436,7 @@ def mlp_torch(composed: bool, weights, x, t):
 def case_mlp(repeats: int) -> dict:
     weights, x, t = mlp_inputs()
     makers = {"torch_fused": torch and partial(mlp_torch, False), "torch_composed": torch and partial(mlp_torch, True),
-              "numpy": mlp_numpy, "tinygrad_bn": mlp_tg}
+              "numpy": mlp_numpy, "tinygrad_bn": mlp_tg, "fused": partial(mlp_tg, fused=True)}
     names = ("W1", "gamma1", "beta1", "W2", "gamma2", "beta2", "W3", "b3")
     validate({col: m and (lambda m=m: m(weights, x, t)()) for col, m in makers.items()}, (), names, "MLP step")
     steps = {col: m and m(weights, x, t) for col, m in makers.items()}
@@ -420,10 +447,12 @@ def case_mlp(repeats: int) -> dict:
 
 def row(case: str, unit: str, values: dict, ratios: bool = True) -> dict:
     values = {col: values.get(col) for col in COLUMNS}
-    ours = values["tinygrad_bn"]
+
+    def ratio(ours, col):
+        return ours / values[col] if ratios and isinstance(ours, float) and isinstance(values[col], float) else None
     return {"case": case, "unit": unit, "values": values,
-            "ratios": {col: ours / values[col] if ratios and isinstance(values[col], float) else None
-                       for col in BASELINES}}
+            "ratios": {col: ratio(values["tinygrad_bn"], col) for col in BASELINES},
+            "fused_ratios": {col: ratio(values["fused"], col) for col in FUSED_BASELINES}}
 
 
 def fmt(v) -> str:
@@ -436,13 +465,23 @@ def fmt(v) -> str:
 
 
 def print_table(rows: list[dict]) -> None:
+    """The medians, then tinygrad_bn's ratios (eager: /fused /composed /numpy; fused: /fused
+    /numpy /eager)."""
     width = max(len(r["case"]) for r in rows)
+    short = {"torch_fused": "/fused", "torch_composed": "/composed", "numpy": "/numpy", "tinygrad_bn": "/eager"}
     head = f"{'forward + backward':<{width}}  {'unit':>5}" + "".join(f"  {h:>16}" for h in COLUMNS.values()) \
-        + "".join(f"  {'/' + c.removeprefix('torch_'):>9}" for c in BASELINES)
+        + "".join(f"  {short[c]:>9}" for c in BASELINES) + "  |" + "".join(f"  {short[c]:>7}" for c in FUSED_BASELINES)
     print(head + "\n" + "-" * len(head))
     for r in rows:
         print(f"{r['case']:<{width}}  {r['unit']:>5}" + "".join(f"  {fmt(v):>16}" for v in r["values"].values())
-              + "".join(f"  {fmt(v) if v is not None else '':>9}" for v in r["ratios"].values()))
+              + "".join(f"  {fmt(v) if v is not None else '':>9}" for v in r["ratios"].values()) + "  |"
+              + "".join(f"  {fmt(v) if v is not None else '':>7}" for v in r["fused_ratios"].values()))
+
+
+def pass_time(shape) -> float:
+    """Milliseconds for one NumPy pass over a float32 array of `shape` (a sum: reads it once)."""
+    a = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    return median_time(a.sum, 7) * 1e3
 
 
 def machine() -> dict:
@@ -481,12 +520,20 @@ def main() -> None:
     rows = [*bn, *timed[:3], memory, bn_linearity(bn[1], bn[0], 256 * 1024, 4096 * 1024), timed[3]]
     print_table(rows)
     notes = [memory_note, "composed and fused PyTorch are the same thing for adds/muls: shown once"]
+    floor = FUSED_RUNS.get("batch norm (4096, 1024)")
+    if floor:
+        one = pass_time((4096, 1024))
+        notes.append(f"tg.fused() batch norm (4096, 1024): {floor['passes']} passes over (4096, 1024) float32 arrays "
+                     f"(reads and writes); one NumPy pass (a sum) takes {one:.3g} ms here, so the floor is about "
+                     f"{floor['passes'] * one:.3g} ms")
+    notes.append("tg.fused() compile time (numba, first run only): " + ", ".join(
+        f"{case} {run['compile_seconds']:.2f} s" for case, run in FUSED_RUNS.items()))
     print("\n" + "\n".join(notes))
     print(f"total time {time.perf_counter() - start:.1f} s")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": info, "repeats": repeats, "quick": args.quick, "rows": rows, "notes": notes}, f,
-                      indent=1)
+            json.dump({"machine": info, "repeats": repeats, "quick": args.quick, "rows": rows, "notes": notes,
+                       "fused_runs": FUSED_RUNS}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -247,7 +247,9 @@ class fused:
     `executor`: "auto" (numba for kernels of arithmetic when numba is installed, NumPy row tiles
     otherwise), "numpy" or "numba". `verify=True` also runs every op eagerly and records, per
     node, the largest difference from the fused value (`differences`, `report()`).
-    `min_elements`: the smallest array worth a kernel (smaller ones run op by op)."""
+    `min_elements`: the smallest array worth a kernel; smaller ones whose inputs are computed run
+    op by op, as eager (measured on batch norm: eager wins below ~512K elements, 2 MiB of float32,
+    where its arrays stay in cache and a kernel's scheduling costs more than the passes it saves)."""
 
     def __new__(cls, func: Callable | None = None, **options: Any) -> Any:
         self = super().__new__(cls)
@@ -255,7 +257,7 @@ class fused:
         return self(func) if func is not None else self  # bare `@tg.fused` decorates directly
 
     def __init__(self, func: Callable | None = None, *, verify: bool = False, executor: str = "auto",
-                 min_elements: int = 4096) -> None:
+                 min_elements: int = 1 << 19) -> None:
         if executor not in ("auto", "numpy", "numba"):
             raise ValueError(f"fused: executor must be 'auto', 'numpy' or 'numba', got {executor!r}")
         if not isinstance(min_elements, int) or min_elements < 1:
@@ -305,11 +307,12 @@ class fused:
     # --------------------------------------------------------------------------- recording
     def record(self, ctx: Function, arrays: list, params: dict) -> Any:
         """Function.apply's forward under this context: a Pending for an op the scheduler knows,
-        else the op computed now (on its inputs computed first)."""
+        else the op computed now (on its inputs computed first), as is a small op on computed
+        inputs (below min_elements a kernel saves no memory pass worth its scheduling)."""
         meta = _META.get(type(ctx))
         if meta is not None and not _State.anomaly:  # (anomaly mode checks each op's output: eager)
             found = meta(ctx, arrays, params)
-            if found is not None:
+            if found is not None and (math.prod(found[0]) >= self.min_elements or Pending in map(type, arrays)):
                 p = object.__new__(Pending)
                 p.op, p.inputs, p.params, (p.shape, p.dtype) = type(ctx), arrays, params, found
                 p.value, p.owner, p.readonly, p.fuser, p.holds, p.recorded = None, None, False, self, None, None
@@ -475,17 +478,25 @@ def _split_sums(order: list[Pending], fuser: fused) -> bool:
             continue
         axis, e = r.params["axis"], r.inputs[0]
 
-        def const(c: Any, e: Pending = e, axis: tuple = axis) -> bool:  # constant along the summed axes
+        memo: dict[int, bool] = {}
+
+        def const(c: Any, depth: int = 0, e: Pending = e, axis: tuple = axis, memo: dict = memo) -> bool:
+            """Whether c is constant along the summed axes (by shape, or made only of such values;
+            looked for a few ops deep: a factor is a short expression of statistics)."""
             lead = e.ndim - c.ndim
             if all(i < lead or c.shape[i - lead] == 1 for i in axis):
                 return True
-            return type(c) is Pending and c.value is None and c.dtype.kind == "f" and (
-                c.op is ops.BroadcastTo and const(c.inputs[0]) or c.op in _ELEMENTWISE and all(map(const, c.inputs)))
+            if type(c) is not Pending or c.value is not None or c.dtype.kind != "f" or depth > 16:
+                return False
+            if id(c) not in memo:
+                memo[id(c)] = c.op is ops.BroadcastTo and const(c.inputs[0], depth + 1) or \
+                    c.op in _ELEMENTWISE and all(const(a, depth + 1) for a in c.inputs)
+            return memo[id(c)]
 
-        def product(t: Any, factors: list, bigs: list, e: Pending = e) -> None:  # t's factors, split
-            if type(t) is Pending and t.value is None and t.op is ops.Mul and t.shape == e.shape:
+        def product(t: Any, factors: list, bigs: list, depth: int = 0, e: Pending = e) -> None:  # t's factors
+            if type(t) is Pending and t.value is None and t.op is ops.Mul and t.shape == e.shape and depth < 16:
                 for a in t.inputs:
-                    product(a, factors, bigs)
+                    product(a, factors, bigs, depth + 1)
             elif const(t):
                 factors.append((ops.Mul, t))
             elif t.shape == e.shape:
@@ -493,17 +504,18 @@ def _split_sums(order: list[Pending], fuser: fused) -> bool:
             else:  # a broadcast big array: not a factor of this shape
                 bigs.append(None)
 
-        def terms(t: Any, sign: int, factors: list, e: Pending = e) -> list | None:
-            if type(t) is not Pending or t.value is not None or t.shape != e.shape or const(t):
+        def terms(t: Any, sign: int, factors: list, depth: int = 0, e: Pending = e) -> list | None:
+            if type(t) is not Pending or t.value is not None or t.shape != e.shape or depth > 16 or const(t):
                 return [(sign, factors, [t])]
             a = t.inputs
             if t.op in (ops.Add, ops.Sub) and not const(a[0]) and not const(a[1]) and a[0].shape == a[1].shape:
-                left, right = terms(a[0], sign, factors), terms(a[1], -sign if t.op is ops.Sub else sign, factors)
+                left = terms(a[0], sign, factors, depth + 1)
+                right = terms(a[1], -sign if t.op is ops.Sub else sign, factors, depth + 1)
                 return left + right if left is not None and right is not None else None
             if t.op is ops.Neg:
-                return terms(a[0], -sign, factors)
+                return terms(a[0], -sign, factors, depth + 1)
             if t.op is ops.Div and const(a[1]) and not const(a[0]) and a[0].shape == e.shape:
-                return terms(a[0], sign, factors + [(ops.Div, a[1])])
+                return terms(a[0], sign, factors + [(ops.Div, a[1])], depth + 1)
             if t.op is ops.Mul:
                 more: list = []
                 bigs: list = []
