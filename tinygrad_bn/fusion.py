@@ -245,38 +245,43 @@ _COSTLY = (ops.Exp, ops.Log, ops.Tanh, ops.Sigmoid, ops.Pow)  # NumPy's vectoriz
 class fused:
     """Fused execution: a context manager and a decorator (`@tg.fused`, `@tg.fused(verify=True)`).
     `executor`: "auto" (numba for kernels of arithmetic when numba is installed, NumPy row tiles
-    otherwise), "numpy" or "numba". `verify=True` also runs every op eagerly and records, per
-    node, the largest difference from the fused value (`differences`, `report()`).
+    otherwise), "numpy" or "numba". `verify=True` writes every value a kernel computes, runs
+    every op eagerly too, and records per node the largest difference (`differences`, `report()`,
+    `max_difference()`).
     `min_elements`: the smallest array worth a kernel; smaller ones whose inputs are computed run
     op by op, as eager (measured on batch norm: eager wins below ~512K elements, 2 MiB of float32,
     where its arrays stay in cache and a kernel's scheduling costs more than the passes it saves)."""
+    verify: bool
+    min_elements: int
+    executor_name: str
+    tiles: kernels.Executor
+    numba: kernels.Executor | None
+    differences: list[tuple[str, tuple[int, ...], str, float, float]]  # name, shape, dtype, max |diff|, ulps
+    stats: dict[str, Any]
+    _owned: list[weakref.ref]
+    _prev: list[Any]
 
-    def __new__(cls, func: Callable | None = None, **options: Any) -> Any:
-        self = super().__new__(cls)
-        self.__init__(**options)  # type: ignore[misc]
-        return self(func) if func is not None else self  # bare `@tg.fused` decorates directly
-
-    def __init__(self, func: Callable | None = None, *, verify: bool = False, executor: str = "auto",
-                 min_elements: int = 1 << 19) -> None:
+    def __new__(cls, func: Callable | None = None, *, verify: bool = False, executor: str = "auto",
+                min_elements: int = 1 << 19) -> Any:
         if executor not in ("auto", "numpy", "numba"):
             raise ValueError(f"fused: executor must be 'auto', 'numpy' or 'numba', got {executor!r}")
-        if not isinstance(min_elements, int) or min_elements < 1:
+        if isinstance(min_elements, bool) or not isinstance(min_elements, int) or min_elements < 1:
             raise ValueError(f"fused: min_elements must be a positive int, got {min_elements!r}")
+        self = super().__new__(cls)
         self.verify, self.min_elements, self.executor_name = verify, min_elements, executor
         self.tiles = kernels.NumPyTiles()
-        self.numba: kernels.Executor | None = None
+        self.numba = None
         if executor != "numpy":
             try:
                 self.numba = kernels.Numba()
             except ImportError:
                 if executor == "numba":
                     from ._missing import MissingExtraError
-                    raise MissingExtraError("numba", "fused", "tg.fused(executor='numba')") from None
-        self._owned: list[weakref.ref] = []
-        self._prev: list[Any] = []
-        self.differences: list[tuple[str, tuple[int, ...], str, float, float]] = []
+                    raise MissingExtraError("tg.fused(executor='numba')", "numba", "fused") from None
+        self._owned, self._prev, self.differences = [], [], []
         self.stats = {"realizations": 0, "kernels_numba": 0, "kernels_numpy": 0, "small_ops": 0, "passes": 0,
                       "schedule_seconds": 0.0, "run_seconds": 0.0}
+        return self(func) if func is not None else self  # bare `@tg.fused` decorates directly
 
     @property
     def compile_seconds(self) -> float:
@@ -348,7 +353,7 @@ class fused:
             return
         if _split_sums(order, self):
             order = _pending_order(targets)
-        plan = _Plan(order, targets, self.min_elements)
+        plan = _Plan(order, targets, self.min_elements, keep_all=self.verify)
         self.stats["schedule_seconds"] += time.perf_counter() - start
         self.stats["realizations"] += 1
         start = time.perf_counter()
@@ -614,7 +619,7 @@ def _params_key(params: dict) -> tuple:
 class _Plan:
     """The steps that compute `order` (see the module docstring): small ops and kernels by level."""
 
-    def __init__(self, order: list[Pending], targets: list[Pending], min_elements: int):
+    def __init__(self, order: list[Pending], targets: list[Pending], min_elements: int, keep_all: bool = False):
         index = {id(p): i for i, p in enumerate(order)}
         n = len(order)
         inker = [False] * n     # computed inside a kernel
@@ -664,6 +669,8 @@ class _Plan:
         for p in targets:
             if id(p) in index:
                 keep[index[id(p)]] = True
+        if keep_all:  # (verify: every value written, to be compared with eager's)
+            keep = [True] * n
         top = max(level, default=0)
         groups: dict[tuple, list[int]] = {}
         for i in range(n):
