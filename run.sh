@@ -5,8 +5,8 @@
 #   bash run.sh bench [args]  the benchmarks
 # Set-up: Graphviz's `dot` (and, for the tests, Chromium) via apt-get when missing (without apt-get:
 # what to install by hand, then stop; the browser tests skip without Chromium), a virtualenv in
-# .venv with the package installed editable with its test and examples extras. Re-running skips what
-# is already there.
+# .venv with the package installed editable with its test, examples and fused (numba) extras.
+# Re-running skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")"
 job="${1:-demo}"
@@ -65,7 +65,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.installed-$(cat pyproject.toml | cksum | cut -d' ' -f1)
 if [ ! -f "$stamp" ]; then
-  .venv/bin/python -m pip install -q -e ".[test,examples]"
+  .venv/bin/python -m pip install -q -e ".[test,examples,fused]"
   touch "$stamp"
 fi
 
