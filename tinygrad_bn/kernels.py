@@ -165,8 +165,8 @@ _EXPR: dict[type, str] = {  # each element-wise op as a scalar expression in num
     ops.Neg: "-{0}", ops.Add: "{0} + {1}", ops.Sub: "{0} - {1}", ops.Mul: "{0} * {1}", ops.Div: "{0} / {1}",
     ops.Sqrt: "np.sqrt({0})", ops.Abs: "abs({0})",
     ops.Relu: "({0} if ({0} >= 0 or {0} != {0}) else np.{dt}(0))",  # NumPy's maximum(0, x): -0.0 and NaN stay
-    ops.Maximum: "({0} if ({0} >= {1} or {0} != {0}) else {1})",
-    ops.Minimum: "({0} if ({0} <= {1} or {0} != {0}) else {1})",
+    ops.Maximum: "({0} if ({0} > {1} or {0} != {0}) else {1})",  # NumPy's: a tie gives the second (0.0, -0.0)
+    ops.Minimum: "({0} if ({0} < {1} or {0} != {0}) else {1})",
 }
 
 

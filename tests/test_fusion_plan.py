@@ -1,0 +1,135 @@
+"""The scheduler's promises (tinygrad_bn/fusion.py): how many kernels and memory passes the
+composites take under tg.fused(), which the README and docs/architecture.md quote, and the
+executors' edge cases (NaN, -0.0, ties, repeated scatter indices) against eager, bit for bit."""
+import importlib.util
+
+import numpy as np
+import pytest
+
+import tinygrad_bn as tg
+import tinygrad_bn.nn.functional as F
+from tinygrad_bn import fusion
+
+HAVE_NUMBA = importlib.util.find_spec("numba") is not None
+EXECUTORS = ["numpy", pytest.param("numba", marks=pytest.mark.skipif(not HAVE_NUMBA, reason="numba (the fused "
+                                                                     "extra) is not installed"))]
+
+
+def bn_step(x0, dy0, **options):
+    """Batch norm forward + backward under tg.fused(**options): (y, dx, dgamma, dbeta, context)."""
+    x = tg.Tensor(x0, requires_grad=True)
+    g = tg.Tensor(np.linspace(0.5, 1.5, x0.shape[1]).astype(x0.dtype), requires_grad=True)
+    b = tg.Tensor(np.linspace(-1, 1, x0.shape[1]).astype(x0.dtype), requires_grad=True)
+    with tg.fused(**options) as ctx:
+        y = F.batch_norm(x, None, None, g, b, training=True)
+        y.backward(tg.Tensor(dy0))
+    return y.numpy(), x.grad.numpy(), g.grad.numpy(), b.grad.numpy(), ctx
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_batch_norm_takes_eight_passes_over_its_big_arrays(dtype):
+    # sum(x); var's pass over x; then one pass reading x and dy for the three backward sums (dmu's
+    # sum split by linearity, dgamma's and dvar's sum(dy * xc) shared, sum(dy) joined), and the
+    # pass writing y and dx from x and dy (y in a loop of its own when numba runs it)
+    rng = np.random.default_rng(0)
+    x0, dy0 = rng.standard_normal((300, 64)).astype(dtype), rng.standard_normal((300, 64)).astype(dtype)
+    *_, ctx = bn_step(x0, dy0, executor="numpy", min_elements=1)
+    assert ctx.stats["passes"] <= 8, ctx.report()
+
+
+def test_without_the_sum_split_batch_norm_needs_another_pass(monkeypatch):
+    rng = np.random.default_rng(0)
+    x0, dy0 = rng.standard_normal((300, 64)), rng.standard_normal((300, 64))
+    *split, ctx = bn_step(x0, dy0, executor="numpy", min_elements=1)
+    monkeypatch.setattr(fusion, "_split_sums", lambda order, fuser: False)
+    *whole, ctx_whole = bn_step(x0, dy0, executor="numpy", min_elements=1)
+    assert ctx_whole.stats["passes"] > ctx.stats["passes"]
+    for a, b in zip(split, whole):  # the same values either way, to round-off
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12 * np.abs(b).max())
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_batch_norm_equals_eager(executor, dtype):
+    rng = np.random.default_rng(1)
+    x0 = (rng.standard_normal((257, 33)) * 3 + 2).astype(dtype)
+    dy0 = rng.standard_normal((257, 33)).astype(dtype)
+    fused = bn_step(x0, dy0, executor=executor, min_elements=1)[:4]
+    eager = []
+    x = tg.Tensor(x0, requires_grad=True)
+    g = tg.Tensor(np.linspace(0.5, 1.5, 33).astype(dtype), requires_grad=True)
+    b = tg.Tensor(np.linspace(-1, 1, 33).astype(dtype), requires_grad=True)
+    y = F.batch_norm(x, None, None, g, b, training=True)
+    y.backward(tg.Tensor(dy0))
+    eager = [y.numpy(), x.grad.numpy(), g.grad.numpy(), b.grad.numpy()]
+    # float64: round-off; float32: the sums accumulate in float64 (eager: float32 row by row), so
+    # they differ by eager's own rounding, ~sqrt(257) ulps of the sums' terms
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    for name, f, e in zip(("y", "dx", "dgamma", "dbeta"), fused, eager):
+        np.testing.assert_allclose(f, e, rtol=tol, atol=tol * np.abs(e).max(), err_msg=name)
+
+
+def test_cross_entropy_gathers_its_picked_logits_without_writing_the_shifted_logits():
+    # the loss reads z - max at one element per row: computed at those points, the (N, C) shifted
+    # logits are never written (a pass), only exp's values (read again by the backward)
+    rng = np.random.default_rng(2)
+    z0, t = rng.standard_normal((400, 50)), rng.integers(0, 50, 400)
+    z = tg.Tensor(z0, requires_grad=True)
+    with tg.fused(min_elements=1, executor="numpy") as ctx:
+        loss = F.cross_entropy(z, t)
+        loss.backward()
+    ze = tg.Tensor(z0, requires_grad=True)
+    le = F.cross_entropy(ze, t)
+    le.backward()
+    assert loss.item() == pytest.approx(le.item(), rel=1e-14)
+    np.testing.assert_allclose(z.grad.numpy(), ze.grad.numpy(), rtol=1e-13, atol=1e-16)
+    # exp's pass reads z and writes exp; the gradient's pass reads exp and writes dz
+    assert ctx.stats["passes"] <= 4, ctx.report()
+
+
+def test_a_scatter_with_repeated_indices_adds_as_eager_across_tiles(monkeypatch):
+    monkeypatch.setattr(fusion.kernels, "TILE_BYTES", 64 * 8)  # 8 rows of 64 float64 a tile
+    rng = np.random.default_rng(3)
+    z0 = rng.standard_normal((50, 64))
+    rows, cols = rng.integers(0, 50, 300), rng.integers(0, 64, 300)  # many repeats, across tiles
+
+    def f(z):
+        return (z[rows, cols] * tg.Tensor(np.arange(300.0))).sum()
+    z = tg.Tensor(z0, requires_grad=True)
+    with tg.fused(min_elements=1, executor="numpy"):
+        f(z).backward()
+    ze = tg.Tensor(z0, requires_grad=True)
+    f(ze).backward()
+    np.testing.assert_array_equal(z.grad.numpy(), ze.grad.numpy())
+
+
+SPECIAL = np.array([0.0, -0.0, 1.5, -1.5, np.inf, -np.inf, np.nan, 3.0, 3.0, -2.0])
+
+
+@pytest.mark.parametrize("executor", EXECUTORS)
+@pytest.mark.parametrize("op", ["relu", "maximum", "minimum", "abs", "max", "min", "sqrt", "div", "where"])
+def test_special_values_equal_eager_bit_for_bit(executor, op):
+    a0 = np.tile(SPECIAL, (64, 3)).reshape(64, 30)
+    b0 = np.roll(a0, 1, axis=1)
+    fns = {"relu": lambda a, b: a.relu(), "maximum": lambda a, b: tg.maximum(a, b),
+           "minimum": lambda a, b: tg.minimum(a, b), "abs": lambda a, b: a.abs(),
+           "max": lambda a, b: (a + b).max(axis=0), "min": lambda a, b: (a * b).min(axis=1),
+           "sqrt": lambda a, b: a.sqrt(), "div": lambda a, b: a / b,
+           "where": lambda a, b: tg.where(a0 > b0, a * 2, b)}
+    with np.errstate(all="ignore"):
+        want = fns[op](tg.Tensor(a0), tg.Tensor(b0)).numpy()
+        with tg.fused(min_elements=1, executor=executor):
+            got = fns[op](tg.Tensor(a0), tg.Tensor(b0)).numpy()
+    # the same bits: -0.0 stays -0.0, NaN stays NaN (compared as bytes)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_array_equal(np.signbit(got) | np.isnan(got), np.signbit(want) | np.isnan(want))
+    np.testing.assert_array_equal(got, want)
+
+
+def test_numba_kernels_compile_once_per_structure():
+    pytest.importorskip("numba")
+    rng = np.random.default_rng(4)
+    x0, dy0 = rng.standard_normal((64, 40)), rng.standard_normal((64, 40))
+    bn_step(x0, dy0, executor="numba", min_elements=1)
+    *_, again = bn_step(x0 + 1, dy0, executor="numba", min_elements=1)  # new values, same structure
+    assert again.compile_seconds == 0 and again.stats["kernels_numba"] > 0
