@@ -17,7 +17,12 @@ in-kernel node has the domain's leading extent, so the domain can be cut into ro
 """
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import math
+import os
+import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -218,14 +223,51 @@ class Numba(Executor):
                 for o, (j, kind) in zip(outs, kernel.outputs)]
 
     def _compile(self, kernel: Kernel) -> Any:
-        src = _source(kernel)
-        scope: dict[str, Any] = {"np": np}
-        exec(compile(src, "<tinygrad_bn fused kernel>", "exec"), scope)
-        fn = self.numba.njit(fastmath={"reassoc"}, error_model="numpy", cache=False)(scope["kernel"])
-        fn(*[np.ascontiguousarray(_compact(a)).reshape(-1) for a in kernel.inputs],  # compile now: a dry run
-           *[np.zeros(math.prod(_out_shape(kernel, j, kind)), _out_dtype(kernel, j, kind))
-             for j, kind in kernel.outputs])
+        """The kernel's loop nest, compiled for its argument types. The source is written to the
+        cache folder (TINYGRAD_BN_CACHE, else $XDG_CACHE_HOME/tinygrad_bn, else ~/.cache/
+        tinygrad_bn) under its hash, so numba's own cache keeps the machine code across processes
+        (a training script compiles once per machine); without a writable folder it compiles in
+        memory each process."""
+        src = "import numpy as np\n\n\n" + _source(kernel)
+        fn = None
+        folder = _cache_folder()
+        if folder is not None:
+            path = os.path.join(folder, f"kernel_{hashlib.sha1(src.encode()).hexdigest()[:20]}.py")
+            try:
+                if not os.path.exists(path):
+                    with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False) as f:
+                        f.write(src)
+                    os.replace(f.name, path)  # (atomic: a concurrent process sees all of it or nothing)
+                name = "tinygrad_bn_" + os.path.basename(path)[:-3]  # (numba's cache imports it by name)
+                spec = importlib.util.spec_from_file_location(name, path)
+                assert spec is not None and spec.loader is not None
+                module = sys.modules[name] = importlib.util.module_from_spec(spec)
+                spec.loader.exec_module(module)
+                fn = self.numba.njit(fastmath={"reassoc"}, error_model="numpy", cache=True)(module.kernel)
+            except OSError:
+                fn = None
+        if fn is None:
+            scope: dict[str, Any] = {}
+            exec(compile(src, "<tinygrad_bn fused kernel>", "exec"), scope)
+            fn = self.numba.njit(fastmath={"reassoc"}, error_model="numpy")(scope["kernel"])
+        fn.compile(tuple(self.numba.typeof(a) for a in _arguments(kernel)))
         return fn
+
+
+def _arguments(kernel: Kernel) -> list[np.ndarray]:
+    """Arrays of the types the compiled kernel takes (its inputs, flat; its outputs, flat)."""
+    return [np.ascontiguousarray(_compact(a)).reshape(-1) for a in kernel.inputs] + [
+        np.zeros(0, _out_dtype(kernel, j, kind)) for j, kind in kernel.outputs]
+
+
+def _cache_folder() -> str | None:
+    folder = os.environ.get("TINYGRAD_BN_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "tinygrad_bn")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError:
+        return None
+    return folder if os.access(folder, os.W_OK) else None
 
 
 def _kept(shape: tuple[int, ...], axis: tuple[int, ...]) -> tuple[int, ...]:
