@@ -175,6 +175,9 @@ _EXPR: dict[type, str] = {  # each element-wise op as a scalar expression in num
 }
 
 
+_NUMBA_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # (numba has no float16 arithmetic)
+
+
 class Numba(Executor):
     """One compiled loop nest per kernel structure (shapes and dtypes are constants in the code,
     so the innermost loop vectorizes); fastmath allows only reassociation, which a vectorized sum
@@ -197,9 +200,9 @@ class Numba(Executor):
                     return False
             elif nd.op not in _EXPR and nd.op not in (ops.BroadcastTo, ops.Where, ops.Cast):
                 return False
-            if nd.dtype.kind != "f":
+            if nd.dtype not in _NUMBA_DTYPES:
                 return False
-        return all(inp.dtype.kind in "fb" for inp in kernel.inputs)
+        return all(inp.dtype in _NUMBA_DTYPES or inp.dtype == np.bool_ for inp in kernel.inputs)
 
     def run(self, kernel: Kernel) -> list[np.ndarray]:
         fn = self._cache.get(kernel.key)
