@@ -237,9 +237,11 @@ _META: dict[type, Callable[[Function, list, dict], tuple | None]] = {
 _KERNEL_OPS = frozenset(_META) - {ops.Reshape, ops.Transpose, ops.GetItem}  # what runs inside a kernel
 _ELEMENTWISE = frozenset(op for op, meta in _META.items() if meta is _elementwise)
 _LINEAR = (ops.Add, ops.Sub, ops.Neg, ops.Mul, ops.Div)  # what _split_sums looks through
-# a numba kernel that writes full-size arrays and accumulates sums runs as two loops (one more
-# read pass, but batch norm (4096, 1024) measured 7.6-8.1 against 8.8-9.2 ms as one loop)
-_SPLIT_STORES = True
+# The scheduler's optional steps, each measured (benchmarks/fusion_steps.py turns them off one by
+# one): split_sums (linearity), sink (a group joins a later kernel), gather (GetItem at its points),
+# keep_costly (exp/log written once), split_stores (a numba kernel writing full-size arrays and
+# accumulating sums runs as two loops: one more read pass, but faster than one loop here).
+STEPS = {"split_sums": True, "sink": True, "gather": True, "keep_costly": True, "split_stores": True}
 _COSTLY = (ops.Exp, ops.Log, ops.Tanh, ops.Sigmoid, ops.Pow)  # NumPy's vectorized transcendentals
 
 
@@ -356,7 +358,7 @@ class fused:
         order = recorded = _pending_order(targets)
         if not order:
             return
-        if _split_sums(order, self):
+        if STEPS["split_sums"] and _split_sums(order, self):
             order = _pending_order(targets)
         plan = _Plan(order, targets, self.min_elements, keep_all=self.verify)
         self.stats["schedule_seconds"] += time.perf_counter() - start
@@ -389,7 +391,7 @@ class fused:
         if self.numba is not None and self.numba.accepts(kernel):
             ex = self.numba
             stores = [o for o in step.outputs if o.op not in kernels.REDUCTIONS]
-            if _SPLIT_STORES and stores and len(stores) < len(step.outputs):
+            if STEPS["split_stores"] and stores and len(stores) < len(step.outputs):
                 for part in (stores, [o for o in step.outputs if o.op in kernels.REDUCTIONS]):
                     half = _KernelStep(step.nodes, part, step.sources, step.domain)
                     half.largest = step.largest
@@ -659,7 +661,7 @@ class _Plan:
                     key[i], level[i] = (key[src], level[src]) if src is not None else ((x.shape[0], x.ndim), 0)
                     aligned[i] = p.params["keepdims"] and 0 not in p.params["axis"]
                     continue
-            elif p.op is ops.GetItem and ins and inker[ins[0]] and _advanced(p.params["index"]):
+            elif p.op is ops.GetItem and ins and inker[ins[0]] and _advanced(p.params["index"]) and STEPS["gather"]:
                 cone = _gather_cone(order, index, ins[0], inker, aligned, key, level)
                 if cone is not None:  # a few elements of a big value: computed at those points only
                     gathers[i], level[i] = cone, level[ins[0]]
@@ -674,7 +676,7 @@ class _Plan:
                     for j in ins:  # what this kernel cannot compute itself it reads from memory
                         if inker[j] and not (aligned[j] and key[j] == k):
                             keep[j] = True
-                        elif inker[j] and level[j] < level[i] and order[j].op in _COSTLY:
+                        elif inker[j] and level[j] < level[i] and order[j].op in _COSTLY and STEPS["keep_costly"]:
                             keep[j] = True  # written once rather than recomputed (NumPy's exp: ~1 ms per 4M)
                     continue
             for j in ins:  # a small op: after the kernels that write its inputs
@@ -695,7 +697,7 @@ class _Plan:
             # a group nothing reads before level `latest` joins the last kernel of its key by then, which
             # often reads the same arrays (batch norm's sum(dy) joins the pass that writes dx)
             latest = min((level[u] - 1 for o in outs for u in users[o]), default=top)
-            later = [lv2 for (lv2, k2) in groups if k2 == k and lv < lv2 <= latest]
+            later = [lv2 for (lv2, k2) in groups if k2 == k and lv < lv2 <= latest and STEPS["sink"]]
             if later and groups.get((lv, k)) is outs:
                 dest = groups[(max(later), k)]
                 dest += outs

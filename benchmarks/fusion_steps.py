@@ -1,0 +1,61 @@
+"""What each step of tg.fused()'s scheduler buys: batch norm forward + backward at (4096, 1024)
+and softmax cross-entropy at (4096, 1000), float32, one thread, medians over repeats, with the
+scheduler's steps (tinygrad_bn/fusion.py STEPS) turned on one at a time, and the passes over
+full-size arrays each schedule makes.
+
+    python benchmarks/fusion_steps.py [--repeats 9]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[var] = "1"  # before NumPy loads its BLAS
+
+import run  # noqa: E402  (benchmarks/run.py: the same inputs, timing and implementations)
+
+import tinygrad_bn as tg  # noqa: E402
+from tinygrad_bn import fusion  # noqa: E402
+
+BN = [("eager", None, {}), ("fused, NumPy row tiles only", "numpy", {}), ("+ numba loop nests", "auto", {}),
+      ("+ sums split by linearity", "auto", {"split_sums"}),
+      ("+ groups sunk into later kernels", "auto", {"split_sums", "sink"}),
+      ("+ stores apart from sums (numba)", "auto", {"split_sums", "sink", "split_stores"})]
+CE = [("eager", None, {}), ("fused, no optional step", "auto", {}), ("+ picked logits gathered", "auto", {"gather"}),
+      ("+ exp written once", "auto", {"gather", "keep_costly"})]
+
+
+def measure(fn, args: tuple, executor: str | None, steps: set, repeats: int) -> tuple[float, int | None]:
+    for name in fusion.STEPS:
+        fusion.STEPS[name] = name in steps
+    if executor is None:
+        return run.median_time(lambda: fn(*args), repeats) * 1e3, None
+    passes = []
+
+    def fused():
+        with tg.fused(executor=executor) as ctx:
+            fn(*args)
+        passes.append(ctx.stats["passes"])
+    return run.median_time(fused, repeats) * 1e3, passes[-1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=9)
+    args = parser.parse_args()
+    saved = dict(fusion.STEPS)
+    try:
+        for case, fn, inputs, rows in (("batch norm (4096, 1024)", run.bn_tg, run.bn_inputs((4096, 1024)), BN),
+                                       ("softmax cross-entropy (4096, 1000)", run.ce_tg, run.ce_inputs(), CE)):
+            print(case)
+            for label, executor, steps in rows:
+                ms, passes = measure(fn, inputs, executor, set(steps), args.repeats)
+                print(f"  {label:<36} {ms:7.2f} ms" + (f"  {passes} passes" if passes is not None else ""))
+    finally:
+        fusion.STEPS.update(saved)
+    print(f"one NumPy pass over a (4096, 1024) float32 array (a sum): {run.pass_time((4096, 1024)):.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
