@@ -1,5 +1,5 @@
 """tinygrad_bn: a small, exact reverse-mode autodiff on NumPy, for checking hand-derived gradients."""
-__version__ = "0.2.0"  # the one place the version is written (pyproject.toml reads it from here)
+__version__ = "0.3.0"  # the one place the version is written (pyproject.toml reads it from here)
 
 from . import analytic, check, engine, nn, optim, viz
 from .creation import (
