@@ -23,7 +23,8 @@ BN = [("eager", None, {}), ("fused, NumPy row tiles only", "numpy", {}), ("+ num
       ("+ groups sunk into later kernels", "auto", {"split_sums", "sink"}),
       ("+ stores apart from sums (numba)", "auto", {"split_sums", "sink", "split_stores"})]
 CE = [("eager", None, {}), ("fused, no optional step", "auto", {}), ("+ picked logits gathered", "auto", {"gather"}),
-      ("+ exp written once", "auto", {"gather", "keep_costly"})]
+      ("+ exp written once", "auto", {"gather", "keep_costly"}),
+      ("+ scatter added into the gradient", "auto", {"gather", "keep_costly", "scatter_into"})]
 
 
 def measure(fn, args: tuple, executor: str | None, steps: set, repeats: int) -> tuple[float, int | None]:

@@ -240,8 +240,10 @@ _LINEAR = (ops.Add, ops.Sub, ops.Neg, ops.Mul, ops.Div)  # what _split_sums look
 # The scheduler's optional steps, each measured (benchmarks/fusion_steps.py turns them off one by
 # one): split_sums (linearity), sink (a group joins a later kernel), gather (GetItem at its points),
 # keep_costly (exp/log written once), split_stores (a numba kernel writing full-size arrays and
-# accumulating sums runs as two loops: one more read pass, but faster than one loop here).
-STEPS = {"split_sums": True, "sink": True, "gather": True, "keep_costly": True, "split_stores": True}
+# accumulating sums runs as two loops: one more read pass, but faster than one loop here),
+# scatter_into (a + IndexAdd(v) as v added into a's array: a's kernel is then arithmetic).
+STEPS = {"split_sums": True, "sink": True, "gather": True, "keep_costly": True, "split_stores": True,
+         "scatter_into": True}
 _COSTLY = (ops.Exp, ops.Log, ops.Tanh, ops.Sigmoid, ops.Pow)  # NumPy's vectorized transcendentals
 
 
@@ -358,7 +360,8 @@ class fused:
         order = recorded = _pending_order(targets)
         if not order:
             return
-        if STEPS["split_sums"] and _split_sums(order, self):
+        rewritten = STEPS["split_sums"] and _split_sums(order, self)
+        if STEPS["scatter_into"] and _scatter_into(order, targets, inplace=not self.verify) or rewritten:
             order = _pending_order(targets)
         plan = _Plan(order, targets, self.min_elements, keep_all=self.verify)
         self.stats["schedule_seconds"] += time.perf_counter() - start
@@ -576,6 +579,44 @@ def _split_sums(order: list[Pending], fuser: fused) -> bool:
         r.recorded = (r.op, r.inputs, r.params)
         r.op, r.inputs, r.params = ops.Reshape, [total], {"shape": r.shape}
         changed = True
+    return changed
+
+
+class _AddAt:
+    """a + IndexAdd(values, index): the values added at their elements into a's array (a copy of
+    it unless the scheduler owns it), with np.add.at's semantics for repeated elements."""
+
+    def forward(self, a: np.ndarray, values: np.ndarray, index: tuple, inplace: bool) -> np.ndarray:
+        out = a if inplace else a.copy()
+        np.add.at(out, index, values)
+        return out
+
+
+def _scatter_into(order: list[Pending], targets: list[Pending], inplace: bool) -> bool:
+    """a + IndexAdd(v) (cross-entropy's gradient: softmax's part plus -1/n at the picked logits)
+    as v added at its elements into a's array: a's kernel has no scatter, so it can be compiled,
+    and the full-size zeros the scatter adds to are never made. In place when a is used only
+    here and no tensor holds it."""
+    uses: dict[int, int] = {}
+    for p in order:
+        for x in p.inputs:
+            uses[id(x)] = uses.get(id(x), 0) + 1
+    for t in targets:
+        uses[id(t)] = uses.get(id(t), 0) + 1
+    changed = False
+    for p in order:
+        if p.op is not ops.Add or p.dtype.kind != "f" or len(p.inputs) != 2:
+            continue
+        for s, a in (p.inputs, p.inputs[::-1]):
+            if type(s) is Pending and s.value is None and s.op is ops.IndexAdd and _scatter(s) and \
+                    uses.get(id(s)) == 1 and type(a) is Pending and a.value is None and a.shape == p.shape and \
+                    s.shape == p.shape and a.dtype == p.dtype == s.dtype:
+                alone = uses.get(id(a)) == 1 and (a.owner is None or a.owner() is None)
+                p.recorded = (p.op, p.inputs, p.params)
+                p.op, p.inputs, p.params = _AddAt, [a, s.inputs[0]], {"index": s.params["index"],
+                                                                        "inplace": inplace and alone}
+                changed = True
+                break
     return changed
 
 
