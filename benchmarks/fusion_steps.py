@@ -3,12 +3,15 @@ and softmax cross-entropy at (4096, 1000), float32, one thread, medians over rep
 scheduler's steps (tinygrad_bn/fusion.py STEPS) turned on one at a time, and the passes over
 full-size arrays each schedule makes.
 
-    python benchmarks/fusion_steps.py [--repeats 9]
+    python benchmarks/fusion_steps.py [--repeats 15]
 """
 from __future__ import annotations
 
 import argparse
+import gc
 import os
+import statistics
+import time
 
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[var] = "1"  # before NumPy loads its BLAS
@@ -27,31 +30,47 @@ CE = [("eager", None, {}), ("fused, no optional step", "auto", {}), ("+ picked l
       ("+ scatter added into the gradient", "auto", {"gather", "keep_costly", "scatter_into"})]
 
 
-def measure(fn, args: tuple, executor: str | None, steps: set, repeats: int) -> tuple[float, int | None]:
-    for name in fusion.STEPS:
-        fusion.STEPS[name] = name in steps
-    if executor is None:
-        return run.median_time(lambda: fn(*args), repeats) * 1e3, None
-    passes = []
-
-    def fused():
+def timer(fn, args: tuple, executor: str | None, steps: set):
+    """A function that runs one step with the given configuration and returns (seconds, passes)."""
+    def once() -> tuple[float, int | None]:
+        for name in fusion.STEPS:
+            fusion.STEPS[name] = name in steps
+        start = time.perf_counter()
+        if executor is None:
+            fn(*args)
+            return time.perf_counter() - start, None
         with tg.fused(executor=executor) as ctx:
             fn(*args)
-        passes.append(ctx.stats["passes"])
-    return run.median_time(fused, repeats) * 1e3, passes[-1]
+        return time.perf_counter() - start, ctx.stats["passes"]
+    return once
+
+
+def interleaved(configs: list, fn, args: tuple, repeats: int) -> list[tuple[float, int | None]]:
+    """Median milliseconds (and passes) of each configuration, timed in rounds that run every
+    configuration once each, so a slow spell of this shared machine hits all of them alike."""
+    runs = [timer(fn, args, executor, set(steps)) for _, executor, steps in configs]
+    for run_once in runs:  # warm-up: numba compiles each configuration's kernels here
+        run_once(), run_once()
+    times: list[list[float]] = [[] for _ in runs]
+    passes: list[int | None] = [None] * len(runs)
+    for _ in range(repeats):
+        for i, run_once in enumerate(runs):
+            gc.collect()
+            seconds, passes[i] = run_once()
+            times[i].append(seconds)
+    return [(statistics.median(t) * 1e3, p) for t, p in zip(times, passes)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--repeats", type=int, default=15)
     args = parser.parse_args()
     saved = dict(fusion.STEPS)
     try:
         for case, fn, inputs, rows in (("batch norm (4096, 1024)", run.bn_tg, run.bn_inputs((4096, 1024)), BN),
                                        ("softmax cross-entropy (4096, 1000)", run.ce_tg, run.ce_inputs(), CE)):
             print(case)
-            for label, executor, steps in rows:
-                ms, passes = measure(fn, inputs, executor, set(steps), args.repeats)
+            for (label, *_), (ms, passes) in zip(rows, interleaved(rows, fn, inputs, args.repeats)):
                 print(f"  {label:<36} {ms:7.2f} ms" + (f"  {passes} passes" if passes is not None else ""))
     finally:
         fusion.STEPS.update(saved)

@@ -235,6 +235,7 @@ _META: dict[type, Callable[[Function, list, dict], tuple | None]] = {
     ops.IndexAdd: _index_add,
 }
 _KERNEL_OPS = frozenset(_META) - {ops.Reshape, ops.Transpose, ops.GetItem}  # what runs inside a kernel
+_GROWS = (_broadcast_to, _index_add)  # ops whose output may be larger than their inputs
 _ELEMENTWISE = frozenset(op for op, meta in _META.items() if meta is _elementwise)
 _LINEAR = (ops.Add, ops.Sub, ops.Neg, ops.Mul, ops.Div)  # what _split_sums looks through
 # The scheduler's optional steps, each measured (benchmarks/fusion_steps.py turns them off one by
@@ -323,8 +324,8 @@ class fused:
         inputs (below min_elements a kernel saves no memory pass worth its scheduling)."""
         meta = _META.get(type(ctx))
         small = self.min_elements
-        if meta is not None and not _State.anomaly and any(  # (anomaly mode checks each op's output: eager)
-                type(a) is not np.ndarray or a.size >= small for a in arrays):
+        if meta is not None and not _State.anomaly and (  # (anomaly mode checks each op's output: eager)
+                meta in _GROWS or any(type(a) is not np.ndarray or a.size >= small for a in arrays)):
             found = meta(ctx, arrays, params)
             if found is not None and (math.prod(found[0]) >= small or Pending in map(type, arrays)):
                 p = object.__new__(Pending)
