@@ -7,7 +7,7 @@ target; once per seed (the seed draws the initial weights and the mini-batch ord
 from __future__ import annotations
 
 import numpy as np
-from _common import band, digits, over_seeds, parse_args, pyplot, report, save, seeds_label
+from _common import band, computing, digits, over_seeds, parse_args, pyplot, report, save, seeds_label
 
 import tinygrad_bn as tg
 import tinygrad_bn.nn as nn
@@ -61,9 +61,10 @@ def best_lrs(runs: list[dict[str, tuple[float, list[float]]]], name: str) -> lis
     return [r[name][0] for r in runs]
 
 
-def main() -> None:
-    args = parse_args(__doc__)
-    runs = over_seeds(run, args.seeds, iterations=200 if args.quick else 400)
+def main(argv: list[str] | None = None) -> list[dict[str, tuple[float, list[float]]]]:
+    args = parse_args(__doc__, argv=argv)
+    with computing(args):
+        runs = over_seeds(run, args.seeds, iterations=200 if args.quick else 400)
     for name in ("raw", "normalized"):
         print(f"best learning rate, {name} pixels, per seed: {' '.join(f'{lr:g}' for lr in best_lrs(runs, name))}")
     report(claims(runs), args.seeds)
@@ -78,6 +79,7 @@ def main() -> None:
            yscale="log")
     ax.legend()
     save(fig, args.out, "1_input_normalization")
+    return runs
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ needs to reach 90% test accuracy, as the median (min-max) over the seeds; plots 
 accuracy curves (median, with the seeds' range shaded)."""
 from __future__ import annotations
 
-from _common import band, digits, header, over_seeds, parse_args, pyplot, report, save, seeds_label
+from _common import band, computing, digits, header, over_seeds, parse_args, pyplot, report, save, seeds_label
 
 from tinygrad_bn.training import History, bn_speedup, speedup_table
 
@@ -26,9 +26,10 @@ def stuck(runs: list[dict[tuple[bool, float], History]]) -> list[float]:
     return [r[False, lr].test_accuracy[-1] for r in runs for lr in LEARNING_RATES[:3]]
 
 
-def main() -> None:
-    args = parse_args(__doc__)
-    runs = over_seeds(run, args.seeds, epochs=6 if args.quick else 15)
+def main(argv: list[str] | None = None) -> list[dict[tuple[bool, float], History]]:
+    args = parse_args(__doc__, argv=argv)
+    with computing(args):
+        runs = over_seeds(run, args.seeds, epochs=6 if args.quick else 15)
     print(header(args.seeds))
     print(speedup_table(runs, TARGET))
     report({f"final test accuracy without BN at lr {', '.join(map(str, LEARNING_RATES[:3]))}": stuck(runs)}, None)
@@ -46,6 +47,7 @@ def main() -> None:
     axes[1].axhline(TARGET, color="grey", lw=0.8, label=f"target {TARGET:.0%}")
     axes[0].legend(*axes[1].get_legend_handles_labels(), fontsize=7, ncol=2, loc="lower left")
     save(fig, args.out, "2_batchnorm_speedup")
+    return runs
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ the seeds."""
 from __future__ import annotations
 
 import numpy as np
-from _common import digits, over_seeds, parse_args, pyplot, report, save, seeds_label
+from _common import computing, digits, over_seeds, parse_args, pyplot, report, save, seeds_label
 
 import tinygrad_bn as tg
 from tinygrad_bn.training import MLP, accuracy, fit
@@ -66,9 +66,10 @@ def claims(runs: list[dict]) -> dict[str, list[float]]:
             "max |logit difference|, single examples vs one batch": [r["single_vs_batched"] for r in runs]}
 
 
-def main() -> None:
-    args = parse_args(__doc__)
-    runs = over_seeds(run, args.seeds, epochs=4 if args.quick else 10)
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(__doc__, argv=argv)
+    with computing(args):
+        runs = over_seeds(run, args.seeds, epochs=4 if args.quick else 10)
     report(claims(runs), args.seeds)
     print(f"eval mode, {runs[0]['n_test']} single examples vs one batch: same predicted class for all, every seed: "
           f"{all(r['same_class'] for r in runs)}")
@@ -87,6 +88,7 @@ def main() -> None:
         ax.legend(fontsize=8)
     axes[1].set(xscale="log", yscale="log")
     save(fig, args.out, "3_bn_test_time")
+    return runs
 
 
 if __name__ == "__main__":

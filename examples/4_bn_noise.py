@@ -9,7 +9,7 @@ the numbers are the median (min-max) over the seeds."""
 from __future__ import annotations
 
 import numpy as np
-from _common import band, digits, over_seeds, parse_args, pyplot, report, save, seeds_label
+from _common import band, computing, digits, over_seeds, parse_args, pyplot, report, save, seeds_label
 
 import tinygrad_bn as tg
 import tinygrad_bn.nn.functional as F
@@ -53,9 +53,10 @@ def claims(runs: list[dict[int, float]]) -> dict[str, list[float]]:
             "p of a fitted std ~ m^-p": [power(r) for r in runs]}
 
 
-def main() -> None:
-    args = parse_args(__doc__)
-    runs = over_seeds(run, args.seeds, draws=50 if args.quick else 200)
+def main(argv: list[str] | None = None) -> list[dict[int, float]]:
+    args = parse_args(__doc__, argv=argv)
+    with computing(args):
+        runs = over_seeds(run, args.seeds, draws=50 if args.quick else 200)
     report(claims(runs), args.seeds)
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -71,6 +72,7 @@ def main() -> None:
     ax.yaxis.set_minor_formatter("")
     ax.legend(loc="lower left")
     save(fig, args.out, "4_bn_noise")
+    return runs
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ over the seeds."""
 from __future__ import annotations
 
 import numpy as np
-from _common import band, digits, over_seeds, parse_args, pyplot, report, save, seeds_label
+from _common import band, computing, digits, over_seeds, parse_args, pyplot, report, save, seeds_label
 
 import tinygrad_bn as tg
 import tinygrad_bn.nn as nn
@@ -48,9 +48,10 @@ def claims(runs: list[dict]) -> dict[str, list[float]]:
                 [max(r["dz_rel_error"]) for r in runs]}
 
 
-def main() -> None:
-    args = parse_args(__doc__)
-    runs = over_seeds(run, args.seeds, epochs=3 if args.quick else 10)
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(__doc__, argv=argv)
+    with computing(args):
+        runs = over_seeds(run, args.seeds, epochs=3 if args.quick else 10)
     print(f"{len(runs[0]['loss'])} SGD steps per seed")
     report(claims(runs), args.seeds)
     plt = pyplot()
@@ -65,6 +66,7 @@ def main() -> None:
                 xlabel="SGD step", ylabel="max relative difference", ylim=(1e-18, 1e-12))
     axes[1].legend()
     save(fig, args.out, "5_softmax_regression")
+    return runs
 
 
 if __name__ == "__main__":

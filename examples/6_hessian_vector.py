@@ -8,7 +8,7 @@ range of steps h, and the symmetry u^T H v = v^T H u."""
 from __future__ import annotations
 
 import numpy as np
-from _common import digits, parse_args, pyplot, save
+from _common import computing, digits, parse_args, pyplot, save
 
 import tinygrad_bn as tg
 import tinygrad_bn.nn as nn
@@ -65,9 +65,10 @@ def run(seed: int = 0) -> dict:
     return {"steps": STEPS, "errors": errors, "u_hv": u_hv, "v_hu": v_hu, "n_params": flat_hv.size}
 
 
-def main() -> None:
-    args = parse_args(__doc__, several_seeds=False)
-    r = run(seed=args.seed)
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(__doc__, several_seeds=False, argv=argv)
+    with computing(args):
+        r = run(seed=args.seed)
     best = int(np.argmin(r["errors"]))
     print(f"Hessian-vector product over {r['n_params']} parameters of a 2-block BN tanh MLP (float64, batch 128)")
     print(f"best agreement with central differences: {r['errors'][best]:.1e} relative, at h = {r['steps'][best]:.0e}")
@@ -83,6 +84,7 @@ def main() -> None:
     ax.annotate("round-off ~ 1/h", (r["steps"][1], r["errors"][1]), textcoords="offset points", xytext=(10, 0),
                 fontsize=8)
     save(fig, args.out, "6_hessian_vector")
+    return r
 
 
 if __name__ == "__main__":

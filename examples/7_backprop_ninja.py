@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from _common import over_seeds, parse_args, report, seeds_label
+from _common import computing, over_seeds, parse_args, report, seeds_label
 
 import tinygrad_bn as tg
 from tinygrad_bn.check import Audit, audit, node
@@ -284,9 +284,10 @@ def draw(a: Audit, out: str, name: str = "7_backprop_ninja", breaks: tuple[str, 
     return path.with_suffix(".png")
 
 
-def main() -> None:
-    args = parse_args(__doc__, needs=("dot",))
-    runs = over_seeds(run, args.seeds, steps=200 if args.quick else 1000)
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(__doc__, needs=("dot",), argv=argv)
+    with computing(args):
+        runs = over_seeds(run, args.seeds, steps=200 if args.quick else 1000)
     first = runs[0]
     print(f"{first['n_train']} training and {first['n_dev']} dev examples (block size {BLOCK_SIZE}); "
           f"batch {BATCH}, float64; tables for seed {args.seeds[0]}")
@@ -301,6 +302,7 @@ def main() -> None:
           "same start on the same batches")
     report(claims(runs), args.seeds)
     draw(slip_audit(first), args.out)
+    return runs
 
 
 if __name__ == "__main__":

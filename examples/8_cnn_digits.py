@@ -18,7 +18,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from _common import EXTRAS, band, digits, over_seeds, parse_args, pyplot, report, save, seeds_label
+from _common import EXTRAS, band, computing, digits, over_seeds, parse_args, pyplot, report, save, seeds_label
 
 import tinygrad_bn as tg
 import tinygrad_bn.nn as nn
@@ -170,10 +170,11 @@ def claims(runs: list[dict]) -> dict[str, list[float]]:
                 r["cnn"]["zero_windows"] for r in runs]}
 
 
-def main() -> None:
-    args = parse_args(__doc__, needs=(*EXTRAS, "dot"))
+def main(argv: list[str] | None = None) -> list[dict]:
+    args = parse_args(__doc__, needs=(*EXTRAS, "dot"), argv=argv)
     epochs = 3 if args.quick else 15
-    runs = over_seeds(run, args.seeds, epochs=epochs)
+    with computing(args):
+        runs = over_seeds(run, args.seeds, epochs=epochs)
     first = runs[0]["cnn"]
     print(f"{epochs} epochs of SGD (lr {LR:g}, momentum {MOMENTUM:g}), mini-batches of {BATCH}; audited after "
           f"epoch {AUDIT_EPOCH}, {seeds_label(args.seeds[:1])}:\n{first['audit']}\n\n{first['slip']}\n")
@@ -205,6 +206,7 @@ def main() -> None:
            xticks=x[::max(1, epochs // 8)])
     ax.legend()
     save(fig, args.out, "8_cnn_digits")
+    return runs
 
 
 if __name__ == "__main__":

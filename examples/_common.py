@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+import tinygrad_bn as tg
 from tinygrad_bn._missing import DOT_INSTALL, extra_hint
 from tinygrad_bn.data import Split, load_digits, standardize
 from tinygrad_bn.training import progress, spread
@@ -49,22 +50,34 @@ def require(needs: Sequence[str]) -> None:
     raise SystemExit("\n".join(lines))
 
 
-def parse_args(doc: str, several_seeds: bool = True, needs: Sequence[str] = EXTRAS) -> argparse.Namespace:
-    """--out, --quick and --seeds (default SEEDS; the first two with --quick), or --seed for a
-    deterministic example. Stops with what to install when a piece of `needs` is missing."""
+def parse_args(doc: str, several_seeds: bool = True, needs: Sequence[str] = EXTRAS,
+               argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """--out, --quick, --fused (see computing) and --seeds (default SEEDS; the first two with --quick),
+    or --seed for a deterministic example; `argv` is main's (None: the command line), so a test can run
+    main in-process and compare the runs it returns. Stops with what to install when a piece of `needs`
+    is missing."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(Path(__file__).parent / "out"), help="folder for the figures")
     parser.add_argument("--quick", action="store_true", help="a shorter run (as the tests use)")
+    parser.add_argument("--fused", action="store_true", help="compute under tg.fused() (ops run lazily, in fused "
+                        "kernels): the same numbers, to float rounding")
     if several_seeds:
         parser.add_argument("--seeds", type=int, nargs="+", help=f"one run per seed (default {seeds_label(SEEDS)}); "
                             "each claim is printed as the median (min-max) over them")
     else:
         parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     require(needs)
     if several_seeds and args.seeds is None:
         args.seeds = list(SEEDS[:2] if args.quick else SEEDS)
     return args
+
+
+def computing(args: argparse.Namespace) -> contextlib.AbstractContextManager[Any]:
+    """What main computes its runs in: tg.fused() with --fused (ops recorded as eagerly, run lazily in
+    fused kernels: the same numbers to float rounding), else eager mode. Printing and plotting come
+    after, on the computed runs."""
+    return tg.fused() if args.fused else contextlib.nullcontext()
 
 
 def over_seeds(run: Callable[..., Any], seeds: Sequence[int], **kwargs: Any) -> list[Any]:
