@@ -429,14 +429,6 @@ def mlp_training(v: Inputs, steps: int = 3) -> dict:
     return {"losses": np.stack(losses), **model.state_dict()}
 
 
-_DOMAIN_BUG = ("BUG: _Plan keys a kernel by (leading extent, ndim) only, so two values of one level with the same "
-               "leading extent but other trailing shapes ({}) share a kernel whose domain cannot broadcast: "
-               "ValueError when they are computed")
-_GROUP_NORM_BUG = pytest.mark.xfail(strict=True, raises=ValueError, reason=_DOMAIN_BUG.format(
-    "group norm's (30, 4, 27) and (30, 12, 9)"))
-_MLP_BUG = pytest.mark.xfail(strict=True, raises=ValueError, reason=_DOMAIN_BUG.format(
-    "the MLP's (128, 64) and (128, 10)"))
-
 COMPOSITES = {
     "batch_norm_train_2d": bn_train((300, 40)),
     "batch_norm_train_4d": bn_train((16, 8, 6, 5)),
@@ -466,7 +458,7 @@ def composite_cases():
             for executor in ("numpy", "numba"):
                 if executor == "numba" and (dtype == np.float64 or name not in NUMBA_COMPOSITES):
                     continue
-                marks = [_GROUP_NORM_BUG] if name == "group_norm" else [_MLP_BUG] if name.startswith("mlp") else []
+                marks: list = []
                 yield pytest.param(name, dtype, executor, marks=marks, id=f"{name}-{np.dtype(dtype)}-{executor}")
 
 
@@ -575,7 +567,7 @@ def hvp_cases():
         for name in HVP:
             for executor in ("numpy", "numba"):
                 if executor == "numpy" or name in NUMBA_HVP:
-                    marks = [_GROUP_NORM_BUG] if name.startswith("group_norm") else []
+                    marks: list = []
                     yield pytest.param(name, dtype, executor, marks=marks, id=f"{name}-{np.dtype(dtype)}-{executor}")
 
 
@@ -685,7 +677,6 @@ def test_decorator_bare_and_with_arguments(xw):
     assert configured(x.detach(), w.detach()) is not z and seen[2] is not seen[1]  # a new context per call
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=_DOMAIN_BUG.format("(5, 7) and (5, 3)"))
 @pytest.mark.parametrize("executor", ["numpy", "numba"])
 def test_independent_values_with_the_same_leading_extent(executor):
     """Two unrelated values computed together (the defaults fail alike on (2048, 256) and (2048, 300))."""
@@ -810,8 +801,8 @@ def test_detect_anomaly_still_raises_under_fused():
 
 def test_a_leaf_read_by_a_pending_op_cannot_change_under_it():
     a = np.arange(12.0).reshape(3, 4)
-    x = tg.Tensor(a)
-    mine = x.numpy()  # the leaf's own array, handed out
+    mine = a.copy()
+    x = tg.from_numpy(mine)  # the caller keeps the leaf's array
     with tg.fused(executor="numpy", min_elements=1):
         y = x * 2.0
         with pytest.raises(ValueError, match="read-only"):
@@ -826,9 +817,6 @@ def test_a_leaf_read_by_a_pending_op_cannot_change_under_it():
     mine[0, 0] = 5.0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: fused.record holds a leaf's array read-only, but a view of it handed out before (x.numpy()[:], "
-    "which eager guards with a snapshot) still writes: the pending op computes the new values"))
 def test_a_view_handed_out_before_cannot_change_a_pending_op():
     x = tg.Tensor(np.arange(12.0).reshape(3, 4))
     view = x.numpy()[:, :2]  # taken before the op: no flag reaches it
@@ -839,9 +827,6 @@ def test_a_view_handed_out_before_cannot_change_a_pending_op():
     np.testing.assert_array_equal(y.data, np.arange(12.0).reshape(3, 4) * 2.0)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: fusion._scatter_into adds a + IndexAdd(v) into a's array in place when no tensor holds a, but a "
-    "small op's value (a Reshape or Transpose) is a view of its input: the caller's upstream gradient is written"))
 def test_an_upstream_gradient_given_is_not_written():
     x = tg.Tensor(np.zeros((6, 5)), requires_grad=True)
     w = tg.Tensor(np.ones(30))  # a tensor of the caller's, the upstream gradient of x.reshape(30)

@@ -31,7 +31,7 @@ import numpy as np
 
 from . import kernels, ops
 from .engine import Function, _State
-from .guards import _Hold, _hold
+from .guards import _exposed, _Hold, _hold, _owner
 from .kernels import Kernel, KNode
 
 # ------------------------------------------------------------------------------ pending values
@@ -331,8 +331,13 @@ class fused:
                 p = object.__new__(Pending)
                 p.op, p.inputs, p.params, (p.shape, p.dtype) = type(ctx), arrays, params, found
                 p.value, p.owner, p.readonly, p.fuser, p.holds, p.recorded = None, None, False, self, None, None
-                for a in arrays:  # a leaf's array stays as the op saw it until the value is computed
-                    if type(a) is np.ndarray and a.flags.writeable:
+                for i, a in enumerate(arrays):  # a leaf's array stays as the op saw it until the value is computed:
+                    if type(a) is not np.ndarray:  # held read-only; one handed out (views of it may exist that
+                        continue                   # no flag reaches) is copied, as eager's guards snapshot it
+                    if id(a) in _exposed or a.base is not None and id(_owner(a)) in _exposed:
+                        p.inputs = list(arrays) if p.inputs is arrays else p.inputs
+                        p.inputs[i] = a.copy()
+                    elif a.flags.writeable:
                         p.holds = [_hold(a, False)] if p.holds is None else p.holds + [_hold(a, False)]
                 return p
         for i, a in enumerate(arrays):
@@ -588,7 +593,7 @@ class _AddAt:
     it unless the scheduler owns it), with np.add.at's semantics for repeated elements."""
 
     def forward(self, a: np.ndarray, values: np.ndarray, index: tuple, inplace: bool) -> np.ndarray:
-        out = a if inplace else a.copy()
+        out = a if inplace and a.flags.owndata and a.flags.writeable else a.copy()  # (a small op's view: copy)
         np.add.at(out, index, values)
         return out
 
@@ -683,7 +688,7 @@ class _Plan:
         n = len(order)
         inker = [False] * n     # computed inside a kernel
         aligned = [False] * n   # a kernel's per-tile value other nodes of that kernel may read
-        key: list[Any] = [None] * n  # (leading extent, ndim) of the kernel's domain
+        key: list[Any] = [None] * n  # the kernel's domain: the shape every value of the kernel broadcasts to
         level = [0] * n         # the kernel level that computes it (in a kernel), or that may read it (small)
         keep = [False] * n      # written to memory
         users: list[list[int]] = [[] for _ in range(n)]
@@ -700,7 +705,7 @@ class _Plan:
                 if fusible and (src is not None and inker[src] and aligned[src] or src is None and x.ndim >= 1 and
                                 x.shape[0] >= 2 and x.size >= min_elements):  # (an array in memory: level 0)
                     inker[i], keep[i] = True, True
-                    key[i], level[i] = (key[src], level[src]) if src is not None else ((x.shape[0], x.ndim), 0)
+                    key[i], level[i] = (key[src], level[src]) if src is not None else (tuple(x.shape), 0)
                     aligned[i] = p.params["keepdims"] and 0 not in p.params["axis"]
                     continue
             elif p.op is ops.GetItem and ins and inker[ins[0]] and _advanced(p.params["index"]) and STEPS["gather"]:
@@ -709,7 +714,9 @@ class _Plan:
                     gathers[i], level[i] = cone, level[ins[0]]
                     continue
             elif fusible and p.ndim >= 1 and p.shape[0] >= 2:
-                k = (p.shape[0], p.ndim)
+                # the domain: the first in-kernel input's that this value fits in (softmax's (N, 1) sums
+                # live in their (N, C) kernel), else its own shape
+                k = next((key[j] for j in ins if inker[j] and aligned[j] and _fits(p.shape, key[j])), p.shape)
                 if p.size >= min_elements or any(inker[j] and aligned[j] and key[j] == k for j in ins):
                     inker[i], aligned[i], key[i] = True, True, k
                     for j in ins:
@@ -752,7 +759,7 @@ class _Plan:
                            for i in range(n) if not inker[i] and level[i] == lv]
             for (lv2, _), outs in groups.items():
                 if lv2 == lv:
-                    self.steps.append(self._kernel(order, index, sorted(outs), inker, level, keep, lv))
+                    self.steps.append(self._kernel(order, index, sorted(outs), inker, level, keep, key, lv))
         largest = max((math.prod(st.domain) for st in self.steps if isinstance(st, _KernelStep)), default=0)
         for st in self.steps:
             if isinstance(st, _KernelStep):
@@ -760,7 +767,7 @@ class _Plan:
 
     @staticmethod
     def _kernel(order: list[Pending], index: dict[int, int], outs: list[int], inker: list[bool], level: list[int],
-                keep: list[bool], lv: int) -> _KernelStep:
+                keep: list[bool], key: list[Any], lv: int) -> _KernelStep:
         """The kernel computing `outs`: their cone back to what is in memory (computed arrays,
         values kept by earlier steps), recomputing element-wise values of lower levels."""
         member: set[int] = set()
@@ -772,7 +779,7 @@ class _Plan:
             member.add(i)
             for a in order[i].inputs:
                 j = index.get(id(a)) if type(a) is Pending else None
-                if j is None or not inker[j] or keep[j] and level[j] < lv or keep[j] and key_differs(order, i, j):
+                if j is None or not inker[j] or keep[j] and level[j] < lv or key[j] != key[i]:
                     continue
                 if order[j].op in kernels.REDUCTIONS and level[j] < lv:
                     continue
@@ -819,6 +826,13 @@ class _GatherStep:
         self.node.value = picked[id(self.cone[-1])]
 
 
+def _fits(shape: tuple[int, ...], domain: tuple[int, ...]) -> bool:
+    """Whether a value of `shape` lives in a kernel over `domain`: the same rank and leading
+    extent (its rows are the domain's rows), broadcasting to it."""
+    return len(shape) == len(domain) and shape[0] == domain[0] and all(
+        n == m or n == 1 for n, m in zip(shape, domain))
+
+
 def _gather_cone(order: list[Pending], index: dict[int, int], j: int, inker: list[bool], aligned: list[bool],
                  key: list[Any], level: list[int]) -> list[int] | None:
     """The in-kernel element-wise values that value j is computed from within its kernel, in
@@ -844,6 +858,4 @@ def _gather_cone(order: list[Pending], index: dict[int, int], j: int, inker: lis
     return sorted(cone)
 
 
-def key_differs(order: list[Pending], i: int, j: int) -> bool:
-    a, b = order[i], order[j]
-    return b.ndim != a.ndim or b.shape[0] != (a.inputs[0].shape[0] if a.op in kernels.REDUCTIONS else a.shape[0])
+
