@@ -59,8 +59,9 @@ def parse_args(doc: str, several_seeds: bool = True, needs: Sequence[str] = EXTR
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(Path(__file__).parent / "out"), help="folder for the figures")
     parser.add_argument("--quick", action="store_true", help="a shorter run (as the tests use)")
-    parser.add_argument("--fused", action="store_true", help="compute under tg.fused() (ops run lazily, in fused "
-                        "kernels): the same numbers, to float rounding")
+    parser.add_argument("--fused", nargs="?", type=int, const=tg.fused().min_elements, metavar="MIN_ELEMENTS",
+                        help="compute under tg.fused(min_elements=MIN_ELEMENTS) (ops run lazily, in fused kernels; "
+                        "these arrays are small, so only --fused 1 runs kernels): the same numbers, to float rounding")
     if several_seeds:
         parser.add_argument("--seeds", type=int, nargs="+", help=f"one run per seed (default {seeds_label(SEEDS)}); "
                             "each claim is printed as the median (min-max) over them")
@@ -77,7 +78,7 @@ def computing(args: argparse.Namespace) -> contextlib.AbstractContextManager[Any
     """What main computes its runs in: tg.fused() with --fused (ops recorded as eagerly, run lazily in
     fused kernels: the same numbers to float rounding), else eager mode. Printing and plotting come
     after, on the computed runs."""
-    return tg.fused() if args.fused else contextlib.nullcontext()
+    return tg.fused(min_elements=args.fused) if args.fused is not None else contextlib.nullcontext()
 
 
 def over_seeds(run: Callable[..., Any], seeds: Sequence[int], **kwargs: Any) -> list[Any]:
