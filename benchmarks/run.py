@@ -1,11 +1,11 @@
 """Forward + backward of tinygrad_bn against three baselines measured in the same run: PyTorch's
 fused kernels, PyTorch composed of primitives (the same graph tinygrad_bn records), and NumPy with
-the hand-written formulas of tinygrad_bn.analytic. Medians over repeats after a warm-up; ratios
+the hand-written formulas of tinygrad_bn.analytic. Medians over rounds after a warm-up; ratios
 are tinygrad_bn / baseline (lower is better). One thread for every library. tinygrad_bn runs
 twice: eager (the default) and under tg.fused() (the same graph, run as fused kernels).
 
-    python benchmarks/run.py                  # 7 repeats
-    python benchmarks/run.py --quick          # 3 repeats, shorter chains: under a minute
+    python benchmarks/run.py                  # 15 rounds
+    python benchmarks/run.py --quick          # 5 rounds, shorter chains: under a minute
     python benchmarks/run.py --json out.json  # also write medians and ratios as JSON
     PYTHONPATH=. /tmp/torchenv/bin/python benchmarks/run.py   # with the PyTorch columns
 
@@ -114,8 +114,27 @@ def in_fused(fn, case: str):
     return run
 
 
-def time_all(impls: dict, args: tuple, repeats: int, scale: float) -> dict:
-    return {col: None if fn is None else median_time(partial(fn, *args), repeats) * scale for col, fn in impls.items()}
+def time_all(impls: dict, args: tuple, repeats: int, scale: float, min_repeat: float = 0.02) -> dict:
+    """Median seconds per call of each implementation (times `scale`), timed in rounds that call
+    every implementation once each (a case under `min_repeat` as a loop lasting about that long), so
+    a slow spell of this shared machine, or a library's first-call costs, hit all of them alike:
+    timed one after the other, PyTorch's batch norm once measured 16.6 ms here and 4.9 ms in rounds."""
+    runs = {col: partial(fn, *args) for col, fn in impls.items() if fn is not None}
+    number = {}
+    for col, run in runs.items():  # warm-up (numba compiles here), then the loop length
+        run()
+        start = time.perf_counter()
+        run()
+        number[col] = max(1, math.ceil(min_repeat / max(time.perf_counter() - start, 1e-9)))
+    times: dict[str, list[float]] = {col: [] for col in runs}
+    for _ in range(repeats):
+        for col, run in runs.items():
+            gc.collect()
+            start = time.perf_counter()
+            for _ in range(number[col]):
+                run()
+            times[col].append((time.perf_counter() - start) / number[col])
+    return {col: statistics.median(times[col]) * scale if col in times else None for col in impls}
 
 
 def peak_tracemalloc(fn) -> int:
@@ -498,17 +517,18 @@ def machine() -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="3 repeats and shorter chains (under a minute)")
+    parser.add_argument("--quick", action="store_true", help="5 rounds and shorter chains (under a minute)")
     parser.add_argument("--json", metavar="PATH", help="also write the medians and ratios as JSON")
     args = parser.parse_args()
-    repeats = 3 if args.quick else 7
+    repeats = 5 if args.quick else 15
     chain_n, (lin_small, lin_big) = (2_000, (2_000, 20_000)) if args.quick else (20_000, (10_000, 100_000))
     start = time.perf_counter()
 
     info = machine()
     print(f"machine: {info['platform']}, {info['cpu']}, {info['cores']} cores; Python {info['python']}, "
           f"NumPy {info['numpy']}, PyTorch {info['torch'] or 'not installed'}")
-    print(f"medians of {repeats} after a warm-up, one thread each; ratio = tinygrad_bn / baseline (lower is better)\n")
+    print(f"medians of {repeats} rounds (each implementation once per round) after a warm-up, one thread each; "
+          "ratio = tinygrad_bn / baseline (lower is better)\n")
     sys.stdout.flush()
 
     bn = [case_batch_norm(s, repeats) for s in ((4096, 1024), (256, 1024), (64, 256))]
