@@ -327,7 +327,7 @@ class fused:
         if meta is not None and not _State.anomaly and (  # (anomaly mode checks each op's output: eager)
                 meta in _GROWS or any(type(a) is not np.ndarray or a.size >= small for a in arrays)):
             found = meta(ctx, arrays, params)
-            if found is not None and (math.prod(found[0]) >= small or Pending in map(type, arrays)):
+            if found is not None and (math.prod(found[0]) >= small or meta is _reduce or Pending in map(type, arrays)):
                 p = object.__new__(Pending)
                 p.op, p.inputs, p.params, (p.shape, p.dtype) = type(ctx), arrays, params, found
                 p.value, p.owner, p.readonly, p.fuser, p.holds, p.recorded = None, None, False, self, None, None
