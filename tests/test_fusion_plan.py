@@ -133,3 +133,45 @@ def test_numba_kernels_compile_once_per_structure():
     bn_step(x0, dy0, executor="numba", min_elements=1)
     *_, again = bn_step(x0 + 1, dy0, executor="numba", min_elements=1)  # new values, same structure
     assert again.compile_seconds == 0 and again.stats["kernels_numba"] > 0
+
+
+# ------------------------------------------------------------------ what README.md quotes
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+
+
+def readme_section(title: str) -> str:
+    return (ROOT / "README.md").read_text().split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
+
+
+@pytest.mark.skipif(not HAVE_NUMBA, reason="the quoted kernels are numba's (the fused extra)")
+def test_the_readme_fused_example_prints_what_the_readme_quotes(capsys):
+    import re
+    section = readme_section("Fused execution")
+    code, after = section.split("```python\n", 1)[1].split("```", 1)
+    quoted = after.split("```\n", 1)[1].split("```", 1)[0]
+    exec(compile(code, "README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    number = r"\d\.\de-\d\d"
+    for q, p in zip(quoted.splitlines(), printed.splitlines(), strict=True):
+        assert re.sub(number, "#", q) == re.sub(number, "#", p), f"README: {q}\nnow:    {p}"
+        for a, b in zip(map(float, re.findall(number, q)), map(float, re.findall(number, p))):
+            assert 1 / 4 <= b / a <= 4, f"README: {q}\nnow:    {p}"  # float32 round-off, not an exact number
+
+
+def test_the_readme_speed_tables_are_the_saved_runs(monkeypatch):
+    """README's timing tables are benchmarks/results.json (printed as run.py prints it) and
+    benchmarks/fusion_steps.txt, word for word: a number changes only with a new run."""
+    import contextlib
+    import io
+    import json
+    import sys
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    monkeypatch.setitem(sys.modules, "torch", None)  # (run.py only needs its formatting here)
+    import run
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        run.print_table(json.loads((ROOT / "benchmarks" / "results.json").read_text())["rows"])
+    table = [line for line in out.getvalue().splitlines() if set(line) != {"-"}]
+    speed = readme_section("Speed")
+    assert "\n".join(table) in speed
+    assert (ROOT / "benchmarks" / "fusion_steps.txt").read_text().rstrip("\n") in speed
