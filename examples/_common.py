@@ -59,7 +59,7 @@ def parse_args(doc: str, several_seeds: bool = True, needs: Sequence[str] = EXTR
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", default=str(Path(__file__).parent / "out"), help="folder for the figures")
     parser.add_argument("--quick", action="store_true", help="a shorter run (as the tests use)")
-    parser.add_argument("--fused", nargs="?", type=int, const=tg.fused().min_elements, metavar="MIN_ELEMENTS",
+    parser.add_argument("--fused", nargs="?", type=int, const=0, metavar="MIN_ELEMENTS",
                         help="compute under tg.fused(min_elements=MIN_ELEMENTS) (ops run lazily, in fused kernels; "
                         "these arrays are small, so only --fused 1 runs kernels): the same numbers, to float rounding")
     if several_seeds:
@@ -78,7 +78,9 @@ def computing(args: argparse.Namespace) -> contextlib.AbstractContextManager[Any
     """What main computes its runs in: tg.fused() with --fused (ops recorded as eagerly, run lazily in
     fused kernels: the same numbers to float rounding), else eager mode. Printing and plotting come
     after, on the computed runs."""
-    return tg.fused(min_elements=args.fused) if args.fused is not None else contextlib.nullcontext()
+    if args.fused is None:
+        return contextlib.nullcontext()
+    return tg.fused(min_elements=args.fused) if args.fused else tg.fused()  # (--fused alone: the default)
 
 
 def over_seeds(run: Callable[..., Any], seeds: Sequence[int], **kwargs: Any) -> list[Any]:

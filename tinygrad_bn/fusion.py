@@ -6,15 +6,16 @@ dtype, and how to compute it). Values are computed, in fused groups, when they a
 check), `backward()`, and leaving the context.
 
 Scheduling (docs/architecture.md, "Fused execution"). A realization gathers the pending values
-the targets need and sorts each into
-- a kernel: an element-wise op (or a broadcast) whose array is large (at least `min_elements`)
-  or whose inputs are in a kernel, and a reduction of such an array. A kernel is cut into row
-  tiles, so the ops of one kernel share its leading extent; a reduction over the leading axis
-  needs every tile, so what reads it runs in a later kernel (a higher `level`). A value a later
-  kernel needs is recomputed there from what is in memory, not written out, unless it is a
-  reduction (small: always kept) or something outside kernels reads it; or
-- a small op (the (1, C) statistics, reshapes, scalars): run with its own NumPy forward between
-  kernels.
+the targets need, rewrites some (sums split by linearity, a scatter added into its partner's
+array) and sorts each into
+- a kernel: an element-wise op (or a broadcast, a scatter) whose array is large (at least
+  `min_elements`) or whose inputs are in a kernel, and a reduction of such an array. A kernel
+  runs over one domain (a shape every value in it broadcasts to) and is cut into row tiles, so a
+  reduction over the leading axis needs every tile: what reads it runs in a later kernel (a higher
+  `level`). A value a later kernel needs is recomputed there from what is in memory, not written
+  out, unless it is a reduction (small: always kept), an exp or log, or read outside kernels; or
+- a small op (the (1, C) statistics, reshapes, scalars, a gather of single elements): run with
+  its own NumPy forward between kernels.
 Each kernel goes to an executor (kernels.py): one compiled loop nest (numba) or NumPy on row
 tiles. Compiled kernels are cached by their structure, so a training loop compiles once.
 """
