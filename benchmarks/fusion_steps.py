@@ -22,9 +22,9 @@ import tinygrad_bn as tg  # noqa: E402
 from tinygrad_bn import fusion  # noqa: E402
 
 BN = [("eager", None, {}), ("fused, NumPy row tiles only", "numpy", {}), ("+ numba loop nests", "auto", {}),
-      ("+ sums split by linearity", "auto", {"split_sums"}),
-      ("+ groups sunk into later kernels", "auto", {"split_sums", "sink"}),
-      ("+ stores apart from sums (numba)", "auto", {"split_sums", "sink", "split_stores"})]
+      ("+ factors taken out of sums", "auto", {"factor_sums"}),
+      ("+ groups sunk into later kernels", "auto", {"factor_sums", "sink"}),
+      ("+ stores apart from sums (numba)", "auto", {"factor_sums", "sink", "split_stores"})]
 CE = [("eager", None, {}), ("fused, no optional step", "auto", {}), ("+ picked logits gathered", "auto", {"gather"}),
       ("+ exp written once", "auto", {"gather", "keep_costly"}),
       ("+ scatter added into the gradient", "auto", {"gather", "keep_costly", "scatter_into"})]

@@ -14,7 +14,7 @@ Tolerances (assert_as_eager), on each array's largest difference:
   (numba): exact in practice, and eager's own error is at most an ulp or so: a few ulps in all. A
   reduction differs by summation error: eager NumPy sums float32 in float32 (pairwise along a
   contiguous axis, row after row down axis 0), the kernels accumulate in float64 and round once
-  (kernels._acc_dtype), and the scheduler may reassociate (fusion._split_sums sums a product's
+  (kernels._acc_dtype), and the scheduler may reassociate (schedule._factor_sums sums a product's
   factors apart, or multiplies them in another order). Each is a float32 evaluation of the same
   value, |fused - eager| <= |fused - exact| + |eager - exact|, and both errors are of the size of
   the rounding noise of that computation. A bound from the result's magnitude alone does not

@@ -27,25 +27,41 @@ def bn_step(x0, dy0, **options):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_batch_norm_takes_eight_passes_over_its_big_arrays(dtype):
-    # sum(x); var's pass over x; then one pass reading x and dy for the three backward sums (dmu's
-    # sum split by linearity, dgamma's and dvar's sum(dy * xc) shared, sum(dy) joined), and the
-    # pass writing y and dx from x and dy (y in a loop of its own when numba runs it)
+def test_batch_norm_takes_ten_passes_over_its_big_arrays(dtype):
+    # sum(x); var's pass over x; one pass reading x and dy for the backward sums (dgamma's and
+    # dvar's sum(dy * xc) shared, sum(dy) joined); dmu's sum (it needs dvar); the pass writing y
+    # and dx from x and dy (y in a loop of its own when numba runs it)
     rng = np.random.default_rng(0)
     x0, dy0 = rng.standard_normal((300, 64)).astype(dtype), rng.standard_normal((300, 64)).astype(dtype)
     *_, ctx = bn_step(x0, dy0, executor="numpy", min_elements=1)
-    assert ctx.stats["passes"] <= 8, ctx.report()
+    assert ctx.stats["passes"] <= 10, ctx.report()
 
 
-def test_without_the_sum_split_batch_norm_needs_another_pass(monkeypatch):
+def test_factoring_sums_changes_no_value(monkeypatch):
     rng = np.random.default_rng(0)
     x0, dy0 = rng.standard_normal((300, 64)), rng.standard_normal((300, 64))
-    *split, ctx = bn_step(x0, dy0, executor="numpy", min_elements=1)
-    monkeypatch.setitem(fusion.STEPS, "split_sums", False)
-    *whole, ctx_whole = bn_step(x0, dy0, executor="numpy", min_elements=1)
-    assert ctx_whole.stats["passes"] > ctx.stats["passes"]
-    for a, b in zip(split, whole):  # the same values either way, to round-off
+    *factored, _ = bn_step(x0, dy0, executor="numpy", min_elements=1)
+    monkeypatch.setitem(fusion.STEPS, "factor_sums", False)
+    *whole, _ = bn_step(x0, dy0, executor="numpy", min_elements=1)
+    for a, b in zip(factored, whole):  # the same values either way, to round-off
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12 * np.abs(b).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", [(64, 33), (1024, 1024)])
+def test_a_sum_of_a_difference_is_not_split_where_its_terms_cancel(dtype, shape):
+    # sum(x - y) with x and y near 1e10 (float64) or 100 (float32): sum(x) - sum(y) would lose the
+    # differences the element-wise subtraction keeps exactly (found by a red team: 0.7% off)
+    rng = np.random.default_rng(5)
+    big = 1e10 if dtype == np.float64 else 100.0
+    a, b = (big + rng.random(shape)).astype(dtype), (big + rng.random(shape)).astype(dtype)
+    eager = (tg.Tensor(a) - tg.Tensor(b)).sum().item()
+    for options in ({"min_elements": 1}, {}):
+        with tg.fused(**options):
+            fused = (tg.Tensor(a) - tg.Tensor(b)).sum().item()
+        exact = float(np.sum(a.astype(np.float64) - b.astype(np.float64), dtype=np.float64))
+        assert abs(fused - exact) <= 2 * abs(eager - exact) + 1e-12 * abs(exact) + np.finfo(dtype).eps * np.abs(
+            a - b).sum(dtype=np.float64), (fused, eager, exact)
 
 
 @pytest.mark.parametrize("executor", EXECUTORS)
@@ -175,3 +191,77 @@ def test_the_readme_speed_tables_are_the_saved_runs(monkeypatch):
     speed = readme_section("Speed")
     assert "\n".join(table) in speed
     assert (ROOT / "benchmarks" / "fusion_steps.txt").read_text().rstrip("\n") in speed
+
+
+# ------------------------------------------------------------------ a red team's findings, kept fixed
+
+def test_a_scattered_gradient_never_writes_into_an_array_another_value_reads():
+    from tinygrad_bn import ops
+    rows = cols = np.array([0, 1, 2])
+    x = tg.Tensor(np.ones((8, 5)))
+    with tg.fused(executor="numpy", min_elements=1):
+        t = x * 2.0
+        u = t + ops.IndexAdd.apply(tg.Tensor(np.ones(3)), shape=(8, 5), index=(rows, cols))
+        w = t * 1.0  # another reader of t's array
+        del t
+        u.numpy()  # u alone: t's array must not get the scatter
+    np.testing.assert_array_equal(w.numpy(), np.full((8, 5), 2.0))
+
+
+def test_the_array_a_from_numpy_view_belongs_to_is_held_too():
+    base = np.ones((4, 4))
+    x = tg.from_numpy(base[:2])
+    with tg.fused(min_elements=1):
+        y = x * 2.0
+        with pytest.raises(ValueError, match="read-only"):
+            base[0, 0] = 100.0  # as eager's guards refuse it under a graph
+    np.testing.assert_array_equal(y.numpy(), np.full((2, 4), 2.0))
+    base[0, 0] = 100.0  # computed: the hold let go
+
+
+def test_an_integer_op_raises_at_the_op_and_the_bodys_error_wins():
+    a, b = tg.Tensor(np.arange(1, 11)), tg.Tensor(np.array(-1))
+    with tg.fused(min_elements=1):
+        with pytest.raises(ValueError, match="negative integer powers"):
+            a ** b  # as eager: integers wait for nothing
+    x = tg.Tensor(np.ones((4, 4)))
+    with pytest.raises(KeyError), tg.fused(min_elements=1):
+        y = x * 2.0
+        raise KeyError("the caller's own error")
+    assert type(y._data) is np.ndarray and tg.engine._State.lazy is None
+
+
+def test_pending_values_through_writable_data_the_data_setter_and_parameter():
+    x = tg.Tensor(np.ones((3, 4)))
+    with tg.fused(min_elements=1):
+        y = x * 2.0
+        w = y.writable_data()
+        assert type(w) is np.ndarray
+        w[0, 0] = 7.0
+        z = tg.Tensor(np.zeros((3, 4)))
+        z.data = x * 3.0  # a pending Tensor assigned
+        p = tg.nn.Parameter(x * 4.0)
+    assert y.numpy()[0, 0] == 7.0 and (z.numpy() == 3.0).all() and (p.numpy() == 4.0).all()
+
+
+def test_threads_reading_one_pending_value_compute_it_once():
+    import threading
+    x = tg.Tensor(np.random.default_rng(0).standard_normal((400, 300)))
+    want = (np.tanh(x.numpy() * 2.0) * x.numpy()).sum(0)
+    got, errors = {}, []
+    with tg.fused(executor="numpy", min_elements=1):
+        y = ((x * 2.0).tanh() * x).sum(0)
+
+        def read(i):
+            try:
+                got[i] = np.array(y.numpy())
+            except Exception as e:  # noqa: BLE001 (any error is the finding)
+                errors.append(e)
+        threads = [threading.Thread(target=read, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert not errors and len(got) == 8
+    for v in got.values():
+        np.testing.assert_allclose(v, want, rtol=1e-12)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from .schedule import (
     _META,
     STEPS,
     Pending,
+    _factor_sums,
     _GatherStep,
     _KernelStep,
     _pending_order,
@@ -34,7 +36,6 @@ from .schedule import (
     _reduce,
     _scatter_into,
     _settle,
-    _split_sums,
     _value,
 )
 
@@ -61,6 +62,7 @@ class fused:
     stats: dict[str, Any]
     _owned: list[weakref.ref]
     _prev: list[Any]
+    _lock: threading.RLock
 
     def __new__(cls, func: Callable | None = None, *, verify: bool = False, executor: str = "auto",
                 min_elements: int = 1 << 19) -> Any:
@@ -79,7 +81,7 @@ class fused:
                 if executor == "numba":
                     from ._missing import MissingExtraError
                     raise MissingExtraError("tg.fused(executor='numba')", "numba", "fused") from None
-        self._owned, self._prev, self.differences = [], [], []
+        self._owned, self._prev, self.differences, self._lock = [], [], [], threading.RLock()
         self.stats = {"realizations": 0, "kernels_numba": 0, "kernels_numpy": 0, "small_ops": 0, "passes": 0,
                       "schedule_seconds": 0.0, "run_seconds": 0.0}
         return self(func) if func is not None else self  # bare `@tg.fused` decorates directly
@@ -94,9 +96,12 @@ class fused:
         _State.lazy = self
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, kind: Any, *exc: Any) -> None:
         try:
             self.realize_all()
+        except Exception:
+            if kind is None:  # (an exception leaving the body is the one to see)
+                raise
         finally:
             _State.lazy = self._prev.pop()
 
@@ -119,19 +124,23 @@ class fused:
         small = self.min_elements
         if meta is not None and not _State.anomaly and (  # (anomaly mode checks each op's output: eager)
                 meta in _GROWS or any(type(a) is not np.ndarray or a.size >= small for a in arrays)):
-            found = meta(ctx, arrays, params)
-            if found is not None and (math.prod(found[0]) >= small or meta is _reduce or Pending in map(type, arrays)):
+            found = meta(ctx, arrays, params)  # (only floating values wait: kernels compute nothing else, and an
+            if found is not None and found[1].kind == "f" and (  # integer op's error belongs at the op)
+                    math.prod(found[0]) >= small or meta is _reduce or Pending in map(type, arrays)):
                 p = object.__new__(Pending)
                 p.op, p.inputs, p.params, (p.shape, p.dtype) = type(ctx), arrays, params, found
                 p.value, p.owner, p.readonly, p.fuser, p.holds, p.recorded = None, None, False, self, None, None
                 for i, a in enumerate(arrays):  # a leaf's array stays as the op saw it until the value is computed:
                     if type(a) is not np.ndarray:  # held read-only; one handed out (views of it may exist that
                         continue                   # no flag reaches) is copied, as eager's guards snapshot it
-                    if id(a) in _exposed or a.base is not None and id(_owner(a)) in _exposed:
+                    owner = _owner(a) if a.base is not None else None
+                    if id(a) in _exposed or owner is not None and id(owner) in _exposed:
                         p.inputs = list(arrays) if p.inputs is arrays else p.inputs
                         p.inputs[i] = a.copy()
-                    elif a.flags.writeable:
-                        p.holds = [_hold(a, False)] if p.holds is None else p.holds + [_hold(a, False)]
+                        continue
+                    for held in (a, owner):  # (a view, and the array it views: as guards._lock holds them)
+                        if held is not None and held.flags.writeable:
+                            p.holds = [_hold(held, False)] if p.holds is None else p.holds + [_hold(held, False)]
                 return p
         for i, a in enumerate(arrays):
             if type(a) is Pending:
@@ -149,18 +158,23 @@ class fused:
     # ------------------------------------------------------------------------- realization
     def realize_all(self) -> None:
         """Compute every pending value whose tensor is still alive (backward(), leaving)."""
-        alive = [t._data for t in (r() for r in self._owned) if t is not None and type(t._data) is Pending]
-        self._owned = []
-        if alive:
-            self.realize(alive)
+        with self._lock:
+            alive = [t._data for t in (r() for r in self._owned) if t is not None and type(t._data) is Pending]
+            if alive:
+                self.realize(alive)
+            self._owned = [r for r in self._owned if (t := r()) is not None and type(t._data) is Pending]
 
     def realize(self, targets: list[Pending]) -> None:
+        with self._lock:  # (two threads reading one pending value: one computes it, the other finds it)
+            self._realize([t for t in targets if t.value is None])
+
+    def _realize(self, targets: list[Pending]) -> None:
         start = time.perf_counter()
         order = recorded = _pending_order(targets)
         if not order:
             return
-        rewritten = STEPS["split_sums"] and _split_sums(order, self)
-        if STEPS["scatter_into"] and _scatter_into(order, targets, inplace=not self.verify) or rewritten:
+        rewritten = STEPS["factor_sums"] and _factor_sums(order, self)
+        if STEPS["scatter_into"] and _scatter_into(order, targets) or rewritten:
             order = _pending_order(targets)
         plan = _Plan(order, targets, self.min_elements, keep_all=self.verify)
         self.stats["schedule_seconds"] += time.perf_counter() - start

@@ -2,8 +2,8 @@
 fusible op's output shape and dtype without computing it (`_META`), and what a realization does
 (docs/architecture.md, "Fused execution").
 
-A realization gathers the pending values the targets need, rewrites some (sums split by
-linearity, a scatter added into its partner's array) and sorts each into
+A realization gathers the pending values the targets need, rewrites some (factors taken out
+of sums, a scatter added into its partner's array) and sorts each into
 - a kernel: an element-wise op (or a broadcast, a scatter) whose array is large (at least
   `min_elements`) or whose inputs are in a kernel, and a reduction of such an array. A kernel
   runs over one domain (a shape every value in it broadcasts to) and is cut into row tiles, so a
@@ -235,13 +235,13 @@ _META: dict[type, Callable[[Function, list, dict], tuple | None]] = {
 _KERNEL_OPS = frozenset(_META) - {ops.Reshape, ops.Transpose, ops.GetItem}  # what runs inside a kernel
 _GROWS = (_broadcast_to, _index_add)  # ops whose output may be larger than their inputs
 _ELEMENTWISE = frozenset(op for op, meta in _META.items() if meta is _elementwise)
-_LINEAR = (ops.Add, ops.Sub, ops.Neg, ops.Mul, ops.Div)  # what _split_sums looks through
+_LINEAR = (ops.Neg, ops.Mul, ops.Div)  # what _factor_sums looks through
 # The scheduler's optional steps, each measured (benchmarks/fusion_steps.py turns them off one by
-# one): split_sums (linearity), sink (a group joins a later kernel), gather (GetItem at its points),
-# keep_costly (exp/log written once), split_stores (a numba kernel writing full-size arrays and
+# one): factor_sums (factors out of sums, shared sums), sink (a group joins a later kernel), gather
+# (GetItem at its points), keep_costly (exp/log written once), split_stores (a numba kernel writing full-size arrays and
 # accumulating sums runs as two loops: one more read pass, but faster than one loop here),
 # scatter_into (a + IndexAdd(v) as v added into a's array: a's kernel is then arithmetic).
-STEPS = {"split_sums": True, "sink": True, "gather": True, "keep_costly": True, "split_stores": True,
+STEPS = {"factor_sums": True, "sink": True, "gather": True, "keep_costly": True, "split_stores": True,
          "scatter_into": True}
 _COSTLY = (ops.Exp, ops.Log, ops.Tanh, ops.Sigmoid, ops.Pow)  # NumPy's vectorized transcendentals
 
@@ -278,17 +278,15 @@ def _derive(fuser: fused, op: type, inputs: list, params: dict) -> Pending:
     return p
 
 
-def _split_sums(order: list[Pending], fuser: fused) -> bool:
-    """Linearity: a sum over axes R of terms, each a product of big arrays and of factors constant
-    along R, is the sum of each product's own sum times its factors:
-        sum_R(a * b * c + d / e) = c' * sum_R(a * b) + sum_R(d) / e'    (c', e': c, e without R).
-    The factors often depend on reductions of the level before (batch norm's backward: dmu =
-    -sum(dxhat * rstd + xc * 2 dvar / m)), the big arrays not, so the sums move one kernel level
-    earlier and the pass that computed them goes; and sums of the same product are computed once
-    (batch norm's dgamma = rstd' sum(dy * xc) and dvar's sum(dxhat * xc) = gamma' sum(dy * xc)).
-    A sum of two sides is split only where each side holds a big array (sum(x - mu) stays whole:
-    sum(x) - m mu would cancel). Returns whether anything was rewritten (the recorded form stays
-    in `recorded`, for verify)."""
+def _factor_sums(order: list[Pending], fuser: fused) -> bool:
+    """Factors out of sums: a sum over axes R of a product of big arrays and of factors constant
+    along R is the factors times the product's own sum,
+        sum_R(a * b * c / d) = c' * sum_R(a * b) / d'        (c', d': c, d without R),
+    the same rounding (a scaling), and sums of the same product are computed once: batch norm's
+    dgamma = rstd' sum(dy * xc) and dvar's sum(dxhat * xc) = gamma' sum(dy * xc) become one sum.
+    A sum of two terms is not split into two sums: sum(a - b) as sum(a) - sum(b) loses what the
+    element-wise differences keep where a and b nearly cancel. Returns whether anything was
+    rewritten (the recorded form stays in `recorded`, for verify)."""
     changed = False
     position = {id(p): i for i, p in enumerate(order)}
     shared: dict[tuple, Any] = {}  # (the product's arrays, axes, dtype) -> its sum (kept dims)
@@ -333,10 +331,6 @@ def _split_sums(order: list[Pending], fuser: fused) -> bool:
             if type(t) is not Pending or t.value is not None or t.shape != e.shape or depth > 16 or const(t):
                 return [(sign, factors, [t])]
             a = t.inputs
-            if t.op in (ops.Add, ops.Sub) and not const(a[0]) and not const(a[1]) and a[0].shape == a[1].shape:
-                left = terms(a[0], sign, factors, depth + 1)
-                right = terms(a[1], -sign if t.op is ops.Sub else sign, factors, depth + 1)
-                return left + right if left is not None and right is not None else None
             if t.op is ops.Neg:
                 return terms(a[0], -sign, factors, depth + 1)
             if t.op is ops.Div and const(a[1]) and not const(a[0]) and a[0].shape == e.shape:
@@ -384,20 +378,19 @@ def _split_sums(order: list[Pending], fuser: fused) -> bool:
 
 
 class _AddAt:
-    """a + IndexAdd(values, index): the values added at their elements into a's array (a copy of
-    it unless the scheduler owns it), with np.add.at's semantics for repeated elements."""
+    """a + IndexAdd(values, index): the values added at their elements into a copy of a (a's own
+    array may be read elsewhere), with np.add.at's semantics for repeated elements."""
 
-    def forward(self, a: np.ndarray, values: np.ndarray, index: tuple, inplace: bool) -> np.ndarray:
-        out = a if inplace and a.flags.owndata and a.flags.writeable else a.copy()  # (a small op's view: copy)
+    def forward(self, a: np.ndarray, values: np.ndarray, index: tuple) -> np.ndarray:
+        out = a.copy()
         np.add.at(out, index, values)
         return out
 
 
-def _scatter_into(order: list[Pending], targets: list[Pending], inplace: bool) -> bool:
+def _scatter_into(order: list[Pending], targets: list[Pending]) -> bool:
     """a + IndexAdd(v) (cross-entropy's gradient: softmax's part plus -1/n at the picked logits)
-    as v added at its elements into a's array: a's kernel has no scatter, so it can be compiled,
-    and the full-size zeros the scatter adds to are never made. In place when a is used only
-    here and no tensor holds it."""
+    as v added at its elements into a copy of a's array: a's kernel has no scatter, so it can be
+    compiled, and the full-size zeros the scatter adds to are never made."""
     uses: dict[int, int] = {}
     for p in order:
         for x in p.inputs:
@@ -412,10 +405,8 @@ def _scatter_into(order: list[Pending], targets: list[Pending], inplace: bool) -
             if type(s) is Pending and s.value is None and s.op is ops.IndexAdd and _scatter(s) and \
                     uses.get(id(s)) == 1 and type(a) is Pending and a.value is None and a.shape == p.shape and \
                     s.shape == p.shape and a.dtype == p.dtype == s.dtype:
-                alone = uses.get(id(a)) == 1 and (a.owner is None or a.owner() is None)
                 p.recorded = (p.op, p.inputs, p.params)
-                p.op, p.inputs, p.params = _AddAt, [a, s.inputs[0]], {"index": s.params["index"],
-                                                                        "inplace": inplace and alone}
+                p.op, p.inputs, p.params = _AddAt, [a, s.inputs[0]], {"index": s.params["index"]}
                 changed = True
                 break
     return changed

@@ -148,7 +148,7 @@ class Tensor:
         never reach it. tg.from_numpy shares instead."""
         copied = False
         if isinstance(data, Tensor):
-            data = data._data
+            data = np.asarray(data._data)  # (a value tg.fused() has not computed yet is computed here)
         elif not isinstance(data, np.ndarray):
             if not isinstance(data, (*_NUMBER, list, tuple)):
                 raise TypeError(f"Tensor: cannot make a tensor from {type(data).__name__};"
@@ -185,7 +185,7 @@ class Tensor:
 
     @data.setter
     def data(self, value: Any) -> None:
-        a = value._data if isinstance(value, Tensor) else value
+        a = np.asarray(value._data) if isinstance(value, Tensor) else value
         if not isinstance(a, np.ndarray) or a.dtype.kind not in "biufc":
             raise TypeError(f"Tensor.data: assign an ndarray of a numeric or bool dtype, got {type(value).__name__}")
         if self.requires_grad and (a.shape != self.shape or a.dtype != self.dtype):
@@ -245,6 +245,8 @@ class Tensor:
         if self._ctx is not None:
             raise RuntimeError(f"writable_data: this tensor was computed by {self._ctx!r}, and its graph's backward "
                                "reads its array; use Tensor(t) for a copy of your own")
+        if type(self._data) is not np.ndarray:  # a value tg.fused() has not computed yet
+            self._data = np.asarray(self._data)
         if not self._data.flags.writeable:
             self._replace(self._data.copy())
         return self._data

@@ -18,7 +18,7 @@ _calls = threading.local()  # depth of nested module calls in this thread
 class Parameter(Tensor):
     """A Tensor a Module trains: requires_grad=True. `data` may be an ndarray or a Tensor."""
     def __init__(self, data: Any, requires_grad: bool = True):
-        super().__init__(data._data if isinstance(data, Tensor) else data, requires_grad=requires_grad)
+        super().__init__(np.asarray(data._data) if isinstance(data, Tensor) else data, requires_grad=requires_grad)
 
 
 class IncompatibleKeys(NamedTuple):
