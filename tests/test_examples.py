@@ -396,11 +396,15 @@ def same_3(ex, eager: list, fused: list) -> None:
 
 
 def same_4(ex, eager: list, fused: list) -> None:
-    # float32: the std of z_tilde over 50 mini-batches after 3 epochs at lr 0.1; a 1-ulp change moves it by <= 1e-7
-    # (1.6e-7 when these ops ran in kernels): to 1e-5
+    # float32: the std of z_tilde over 50 mini-batches after 3 epochs at lr 0.1. A 1-ulp change of the input moves
+    # it by <= 1e-7, but another evaluation order moves it more: at m = 2, batch norm's input gradient is
+    # (1 - x_hat^2)(dy_1 - dy_2) / ... with x_hat^2 = var / (var + eps), a difference of nearly equal numbers whose
+    # float32 rounding is ~1e-2 of it in eager and fused alike, in another pattern (the kernels sum in float64, with
+    # factors taken out of the sums); the training below it then differs by 1.8e-4 (measured). The claims are quoted
+    # to three digits: equal to 1e-3
     ce, cf = ex.claims(eager), ex.claims(fused)
     for name in ce:
-        close(ce[name], cf[name], 1e-5, name)
+        close(ce[name], cf[name], 1e-3, name)
 
 
 def same_5(ex, eager: list, fused: list) -> None:
