@@ -327,24 +327,25 @@ def _factor_sums(order: list[Pending], fuser: fused) -> bool:
             else:  # a broadcast big array: not a factor of this shape
                 bigs.append(None)
 
-        def terms(t: Any, sign: int, factors: list, depth: int = 0, e: Pending = e) -> list | None:
+        def term(t: Any, sign: int, factors: list, depth: int = 0, e: Pending = e) -> tuple[int, list, list]:
+            """t as sign * (product of factors constant along the axes) * (product of big arrays)."""
             if type(t) is not Pending or t.value is not None or t.shape != e.shape or depth > 16 or const(t):
-                return [(sign, factors, [t])]
+                return sign, factors, [t]
             a = t.inputs
             if t.op is ops.Neg:
-                return terms(a[0], -sign, factors, depth + 1)
+                return term(a[0], -sign, factors, depth + 1)
             if t.op is ops.Div and const(a[1]) and not const(a[0]) and a[0].shape == e.shape:
-                return terms(a[0], sign, factors + [(ops.Div, a[1])], depth + 1)
+                return term(a[0], sign, factors + [(ops.Div, a[1])], depth + 1)
             if t.op is ops.Mul:
                 more: list = []
                 bigs: list = []
                 product(t, more, bigs)
                 if bigs and all(b is not None for b in bigs):
-                    return [(sign, factors + more, bigs)]
-            return [(sign, factors, [t])]
+                    return sign, factors + more, bigs
+            return sign, factors, [t]
 
-        found = terms(e, 1, [])
-        if found is None or len(found) == 1 and not found[0][1] and len(found[0][2]) == 1:
+        sign, factors, bigs = term(e, 1, [])
+        if not factors and len(bigs) == 1:
             continue
 
         def squeeze(c: Any, e: Pending = e, axis: tuple = axis) -> Any:  # c without the summed axes
@@ -355,24 +356,20 @@ def _factor_sums(order: list[Pending], fuser: fused) -> bool:
                 return squeeze(c.inputs[0])
             return _derive(fuser, c.op, [squeeze(a) for a in c.inputs], c.params)
 
-        total = None
-        for sign, factors, bigs in found:
-            bigs = sorted(bigs, key=lambda b: position.get(id(b), -1))  # (a stable order: the same kernels)
-            key = (tuple(sorted(map(id, bigs))), axis, r.params.get("dtype"))
-            v = shared.get(key)
-            if v is None:
-                base = bigs[0]
-                for b in bigs[1:]:
-                    base = _derive(fuser, ops.Mul, [base, b], {})
-                v = shared[key] = _derive(fuser, ops.Sum, [base], {**r.params, "keepdims": True})
-            for op, c in factors:
-                v = _derive(fuser, op, [v, squeeze(c)], {})
-            if sign < 0:
-                v = _derive(fuser, ops.Neg, [v], {})
-            total = v if total is None else _derive(fuser, ops.Add, [total, v], {})
-        assert total is not None
+        bigs = sorted(bigs, key=lambda b: position.get(id(b), -1))  # (a stable order: the same kernels)
+        key = (tuple(sorted(map(id, bigs))), axis, r.params.get("dtype"))
+        v = shared.get(key)
+        if v is None:
+            base = bigs[0]
+            for b in bigs[1:]:
+                base = _derive(fuser, ops.Mul, [base, b], {})
+            v = shared[key] = _derive(fuser, ops.Sum, [base], {**r.params, "keepdims": True})
+        for op, c in factors:
+            v = _derive(fuser, op, [v, squeeze(c)], {})
+        if sign < 0:
+            v = _derive(fuser, ops.Neg, [v], {})
         r.recorded = (r.op, r.inputs, r.params)
-        r.op, r.inputs, r.params = ops.Reshape, [total], {"shape": r.shape}
+        r.op, r.inputs, r.params = ops.Reshape, [v], {"shape": r.shape}
         changed = True
     return changed
 
