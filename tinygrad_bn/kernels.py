@@ -58,6 +58,7 @@ class Kernel:
 
 
 REDUCTIONS = (ops.Sum, ops.Max, ops.Min)
+_IDENTITY: dict[type, float] = {ops.Sum: 0.0, ops.Max: -np.inf, ops.Min: np.inf}  # what each reduction starts from
 
 
 def _acc_dtype(node: KNode) -> np.dtype:
@@ -212,16 +213,10 @@ class Numba(Executor):
             self.compile_seconds += time.perf_counter() - start
             self.compiled += 1
             self._cache[kernel.key] = fn
-        outs = []
-        for j, kind in kernel.outputs:
-            nd = kernel.nodes[j]
-            if kind == "store":
-                outs.append(np.empty(nd.shape, nd.dtype))
-            else:
-                init = 0 if nd.op is ops.Sum else -np.inf if nd.op is ops.Max else np.inf
-                outs.append(np.full(_kept(kernel.domain, nd.params["axis"]), init, _acc_dtype(nd)))
-        fn(*[np.ascontiguousarray(_compact(a)).reshape(-1) for a in kernel.inputs],
-           *[o.reshape(-1) for o in outs])
+        outs = [np.empty(_out_shape(kernel, j, kind), _out_dtype(kernel, j, kind)) if kind == "store" else
+                np.full(_out_shape(kernel, j, kind), _IDENTITY[kernel.nodes[j].op], _out_dtype(kernel, j, kind))
+                for j, kind in kernel.outputs]
+        fn(*_flat_inputs(kernel), *[o.reshape(-1) for o in outs])
         return [o if kind == "store" else o.reshape(kernel.nodes[j].shape).astype(kernel.nodes[j].dtype, copy=False)
                 for o, (j, kind) in zip(outs, kernel.outputs)]
 
@@ -259,8 +254,12 @@ class Numba(Executor):
 
 def _arguments(kernel: Kernel) -> list[np.ndarray]:
     """Arrays of the types the compiled kernel takes (its inputs, flat; its outputs, flat)."""
-    return [np.ascontiguousarray(_compact(a)).reshape(-1) for a in kernel.inputs] + [
-        np.zeros(0, _out_dtype(kernel, j, kind)) for j, kind in kernel.outputs]
+    return _flat_inputs(kernel) + [np.zeros(0, _out_dtype(kernel, j, kind)) for j, kind in kernel.outputs]
+
+
+def _flat_inputs(kernel: Kernel) -> list[np.ndarray]:
+    """The kernel's inputs as the loop nest reads them: each one's distinct values, C-ordered, flat."""
+    return [np.ascontiguousarray(_compact(a)).reshape(-1) for a in kernel.inputs]
 
 
 def _cache_folder() -> str | None:
@@ -344,8 +343,7 @@ def _source(kernel: Kernel) -> str:
             depth -= 1
         acc = f"acc{i}" if depth < len(d) else at
         if depth < len(d):
-            init = "0.0" if nd.op is ops.Sum else "-np.inf" if nd.op is ops.Max else "np.inf"
-            opened.setdefault(depth, []).append(f"{acc} = np.{_acc_dtype(nd).name}({init})")
+            opened.setdefault(depth, []).append(f"{acc} = np.{_acc_dtype(nd).name}(float('{_IDENTITY[nd.op]}'))")
             closed.setdefault(depth, []).extend(_accumulate(nd.op, at, acc))
         body.extend(_accumulate(nd.op, acc, vals[j]))
     lines = [f"def kernel({', '.join(names)}):"]
